@@ -1,0 +1,361 @@
+"""A small certificate authority, shaped like trustme's API, plus CRLs.
+
+    ca = CA("mTLS Lab Root CA")
+    leaf = ca.issue_cert("alice", usage="client")
+    ca.revoke(leaf)
+    ca.crl_pem().write_to_path("crl.pem")
+
+A wrong CA is just a second ``CA()``. Keys are EC P-256 by default, RSA-2048 on
+request. Everything here is in memory; lab/certs.py decides what lands on disk.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+KEY_TYPES = ("ec", "rsa")
+ORGANIZATION = "mTLS Lab"
+# Leaves live a year; the CA outlives any leaf it signs. Browsers cap server
+# certificates at 398 days (https://cabforum.org/ballot-sc31/), so stay under it.
+DEFAULT_LEAF_DAYS = 365
+DEFAULT_CA_DAYS = 5 * 365
+DEFAULT_CRL_DAYS = 30
+# Backdate notBefore a little so a client whose clock runs slightly behind still accepts.
+CLOCK_SKEW = dt.timedelta(minutes=5)
+
+USAGES = {
+    "client": [ExtendedKeyUsageOID.CLIENT_AUTH],
+    "server": [ExtendedKeyUsageOID.SERVER_AUTH],
+    "both": [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH],
+}
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+
+
+def generate_key(key_type: str = "ec"):
+    """Make a private key.
+
+    Args:
+        key_type: "ec" (P-256) or "rsa" (2048 bits).
+
+    Returns:
+        A cryptography private key object.
+
+    Raises:
+        ValueError: for an unknown key type.
+    """
+    if key_type == "ec":
+        return ec.generate_private_key(ec.SECP256R1())
+    if key_type == "rsa":
+        return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    raise ValueError(f"unknown key type {key_type!r}: choose one of {', '.join(KEY_TYPES)}")
+
+
+def write_file(path: Path, data: bytes, *, private: bool = False) -> None:
+    """Write ``data`` to ``path`` atomically: 0600 from the first byte when private, else 0644."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mkstemp creates 0600
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.chmod(tmp, 0o600 if private else 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@dataclass(frozen=True)
+class Blob:
+    """PEM bytes with the two things one does with them (as trustme.Blob)."""
+
+    data: bytes
+    private: bool = False
+
+    def bytes(self) -> bytes:
+        return self.data
+
+    def write_to_path(self, path) -> None:
+        """Write the PEM; private material is written 0600."""
+        write_file(Path(path), self.data, private=self.private)
+
+
+def _key_pem(key) -> Blob:
+    return Blob(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ),
+        private=True,
+    )
+
+
+def _cert_pem(cert: x509.Certificate) -> Blob:
+    return Blob(cert.public_bytes(serialization.Encoding.PEM))
+
+
+def _name(common_name: str, unit: str | None = None) -> x509.Name:
+    attrs = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, ORGANIZATION)]
+    if unit:
+        attrs.append(x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, unit))
+    attrs.append(x509.NameAttribute(NameOID.COMMON_NAME, common_name))
+    return x509.Name(attrs)
+
+
+def _san(names) -> x509.SubjectAlternativeName:
+    general = []
+    for name in names:
+        try:
+            general.append(x509.IPAddress(ipaddress.ip_address(name)))
+        except ValueError:
+            general.append(x509.DNSName(name))
+    return x509.SubjectAlternativeName(general)
+
+
+def _window(not_before, not_after, days):
+    start = not_before or (utcnow() - CLOCK_SKEW)
+    end = not_after or (start + CLOCK_SKEW + dt.timedelta(days=days))
+    if end <= start:
+        raise ValueError(f"not_after ({end}) must be later than not_before ({start})")
+    return start, end
+
+
+@dataclass
+class LeafCert:
+    """An issued certificate, its key and its chain up to (not including) the root."""
+
+    cert: x509.Certificate
+    private_key: object
+    chain: list = field(default_factory=list)  # intermediates, leaf excluded
+
+    @property
+    def cert_pem(self) -> Blob:
+        return _cert_pem(self.cert)
+
+    @property
+    def private_key_pem(self) -> Blob:
+        return _key_pem(self.private_key)
+
+    @property
+    def cert_chain_pems(self) -> list[Blob]:
+        return [self.cert_pem] + [_cert_pem(c) for c in self.chain]
+
+    @property
+    def chain_pem(self) -> Blob:
+        """Leaf followed by its intermediates, as servers send it."""
+        return Blob(b"".join(b.bytes() for b in self.cert_chain_pems))
+
+    @property
+    def private_key_and_cert_chain_pem(self) -> Blob:
+        """Chain then key in one file (HAProxy's ``crt`` format); private."""
+        return Blob(self.chain_pem.bytes() + self.private_key_pem.bytes(), private=True)
+
+    @property
+    def serial(self) -> int:
+        return self.cert.serial_number
+
+
+class CA:
+    """A certificate authority that issues leaves and keeps a revocation list.
+
+    Args:
+        common_name: the CA's subject CN.
+        key_type: "ec" or "rsa".
+        parent: issue this CA from another (an intermediate) instead of self-signing.
+        days: validity in days.
+    """
+
+    def __init__(self, common_name: str = "mTLS Lab Root CA", *, key_type: str = "ec",
+                 parent: "CA | None" = None, days: int = DEFAULT_CA_DAYS,
+                 path_length: int | None = None, _cert=None, _key=None):
+        self.parent = parent
+        self.revoked: dict[int, dt.datetime] = {}
+        if _cert is not None:
+            self.cert, self.private_key = _cert, _key
+            return
+        self.private_key = generate_key(key_type)
+        start, end = _window(None, None, days)
+        name = _name(common_name)
+        issuer_name = parent.cert.subject if parent else name
+        signer = parent.private_key if parent else self.private_key
+        ski = x509.SubjectKeyIdentifier.from_public_key(self.private_key.public_key())
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(issuer_name)
+            .public_key(self.private_key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(start)
+            .not_valid_after(end)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=True, content_commitment=False, key_encipherment=False,
+                    data_encipherment=False, key_agreement=False, key_cert_sign=True,
+                    crl_sign=True, encipher_only=False, decipher_only=False,
+                ),
+                critical=True,
+            )
+            .add_extension(ski, critical=False)
+        )
+        if parent:
+            builder = builder.add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(parent.private_key.public_key()),
+                critical=False,
+            )
+        self.cert = builder.sign(signer, hashes.SHA256())
+
+    @classmethod
+    def from_pem(cls, cert_pem: bytes, key_pem: bytes, parent: "CA | None" = None) -> "CA":
+        """Load an existing CA (to re-sign its CRL or issue more leaves)."""
+        cert = x509.load_pem_x509_certificate(cert_pem)
+        key = serialization.load_pem_private_key(key_pem, password=None)
+        if cert.public_key().public_numbers() != key.public_key().public_numbers():
+            raise ValueError("the CA key does not match the CA certificate")
+        return cls(parent=parent, _cert=cert, _key=key)
+
+    @property
+    def cert_pem(self) -> Blob:
+        return _cert_pem(self.cert)
+
+    @property
+    def private_key_pem(self) -> Blob:
+        return _key_pem(self.private_key)
+
+    @property
+    def chain(self) -> list:
+        """Certificates between this CA and the root, this CA first, root excluded."""
+        if self.parent is None:
+            return []
+        return [self.cert] + self.parent.chain
+
+    def issue_cert(self, common_name: str, *, sans=(), usage: str = "client",
+                   key_type: str = "ec", not_before: dt.datetime | None = None,
+                   not_after: dt.datetime | None = None, days: int = DEFAULT_LEAF_DAYS,
+                   unit: str | None = None) -> LeafCert:
+        """Issue a leaf certificate.
+
+        Args:
+            common_name: subject CN.
+            sans: DNS names and IP addresses for subjectAltName (servers need them).
+            usage: "client", "server" or "both" (the extendedKeyUsage).
+            key_type: "ec" or "rsa".
+            not_before, not_after: validity window; defaults to now .. now+days.
+            unit: optional OU.
+
+        Returns:
+            The LeafCert.
+
+        Raises:
+            ValueError: for an unknown usage or key type, or an empty validity window.
+        """
+        if usage not in USAGES:
+            raise ValueError(f"unknown usage {usage!r}: choose one of {', '.join(USAGES)}")
+        key = generate_key(key_type)
+        start, end = _window(not_before, not_after, days)
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(_name(common_name, unit))
+            .issuer_name(self.cert.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(start)
+            .not_valid_after(end)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=True, content_commitment=False,
+                    key_encipherment=key_type == "rsa", data_encipherment=False,
+                    key_agreement=False, key_cert_sign=False, crl_sign=False,
+                    encipher_only=False, decipher_only=False,
+                ),
+                critical=True,
+            )
+            .add_extension(x509.ExtendedKeyUsage(USAGES[usage]), critical=False)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(self.private_key.public_key()),
+                critical=False,
+            )
+        )
+        if sans:
+            builder = builder.add_extension(_san(sans), critical=False)
+        cert = builder.sign(self.private_key, hashes.SHA256())
+        return LeafCert(cert, key, chain=self.chain)
+
+    def create_child_ca(self, common_name: str, *, key_type: str = "ec",
+                        days: int = DEFAULT_CA_DAYS) -> "CA":
+        """Issue an intermediate CA that can sign leaves but no further CAs."""
+        return CA(common_name, key_type=key_type, parent=self, days=days, path_length=0)
+
+    def revoke(self, leaf: "LeafCert | int", when: dt.datetime | None = None) -> None:
+        """Put a certificate (or a serial number) on this CA's revocation list."""
+        serial = leaf if isinstance(leaf, int) else leaf.serial
+        self.revoked[serial] = when or utcnow()
+
+    def crl(self, *, days: int = DEFAULT_CRL_DAYS, last_update: dt.datetime | None = None,
+            next_update: dt.datetime | None = None) -> x509.CertificateRevocationList:
+        """Sign a CRL listing every revoked serial.
+
+        Args:
+            days: how long the CRL is current (nextUpdate - lastUpdate).
+            last_update, next_update: explicit window (tests use a past one for a stale CRL).
+        """
+        last = last_update or (utcnow() - CLOCK_SKEW)
+        nxt = next_update or (last + dt.timedelta(days=days))
+        builder = (
+            x509.CertificateRevocationListBuilder()
+            .issuer_name(self.cert.subject)
+            .last_update(last)
+            .next_update(nxt)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(self.private_key.public_key()),
+                critical=False,
+            )
+            .add_extension(x509.CRLNumber(int(last.timestamp())), critical=False)
+        )
+        for serial, when in sorted(self.revoked.items()):
+            builder = builder.add_revoked_certificate(
+                x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(when).build()
+            )
+        return builder.sign(self.private_key, hashes.SHA256())
+
+    def crl_pem(self, **kwargs) -> Blob:
+        """The CRL as PEM (see ``crl`` for arguments)."""
+        return Blob(self.crl(**kwargs).public_bytes(serialization.Encoding.PEM))
+
+
+def self_signed(common_name: str, *, usage: str = "client", key_type: str = "ec",
+                days: int = DEFAULT_LEAF_DAYS) -> LeafCert:
+    """A self-signed end-entity certificate (issuer == subject, no CA behind it)."""
+    if usage not in USAGES:
+        raise ValueError(f"unknown usage {usage!r}: choose one of {', '.join(USAGES)}")
+    key = generate_key(key_type)
+    start, end = _window(None, None, days)
+    name = _name(common_name)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(end)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage(USAGES[usage]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return LeafCert(cert, key)
