@@ -1,0 +1,199 @@
+"""The lab's settings: defaults, LAB_* environment overrides, validation, address plan.
+
+Every value a user can change is read here and checked once; a bad value raises
+ValueError naming the variable and an example of a good one.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from .pki import KEY_TYPES
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+DEFAULTS = {
+    "LAB_PROJECT": "mtls-lab",
+    "LAB_BIND": "127.0.0.1",
+    "LAB_NLB_PORT": "8443",
+    "LAB_STATS_PORT": "8404",
+    "LAB_API_PORT": "9999",
+    # Documentation ranges (RFC 5737): never a user's real network.
+    "LAB_INTERNET_SUBNET": "203.0.113.0/24",
+    "LAB_VPC_SUBNET": "198.51.100.0/24",
+    "LAB_STICK_EXPIRE": "30m",
+    "LAB_CLIENT_IPS": "16",
+    "LAB_CHECK_INTER": "1s",
+    "LAB_CHECK_FALL": "2",
+    "LAB_CHECK_RISE": "2",
+    "LAB_WAIT_TIMEOUT": "120",
+}
+
+# Host numbers inside each subnet (the gateway takes .1).
+NLB_HOST = 10
+CLIENT_HOST = 20
+CLIENT_EXTRA_FIRST = 100
+BACKEND_HOSTS = {"web1": 11, "web2": 12}
+SORRY_HOST = 13
+BACKENDS = tuple(BACKEND_HOSTS)
+SERVICES = ("nlb", "web1", "web2", "sorry", "client")
+
+_PROJECT_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+_HAPROXY_TIME_RE = re.compile(r"^[1-9][0-9]*(ms|s|m|h|d)$")
+
+
+def _port(var: str, raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{var}={raw!r} is not a port number: use 1-65535, or 0 for any free port") from None
+    if not 0 <= value <= 65535:
+        raise ValueError(f"{var}={value} is out of range: use 1-65535, or 0 for any free port")
+    return value
+
+
+def _int(var: str, raw: str, lo: int, hi: int) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{var}={raw!r} is not a whole number: use {lo}-{hi}") from None
+    if not lo <= value <= hi:
+        raise ValueError(f"{var}={value} is out of range: use {lo}-{hi}")
+    return value
+
+
+def _subnet(var: str, raw: str) -> ipaddress.IPv4Network:
+    try:
+        net = ipaddress.IPv4Network(raw, strict=True)
+    except ValueError as exc:
+        raise ValueError(f"{var}={raw!r} is not an IPv4 subnet ({exc}): use e.g. 203.0.113.0/24") from None
+    if net.prefixlen > 24:
+        raise ValueError(f"{var}={raw} is too small: the lab needs a /24 or larger, e.g. 203.0.113.0/24")
+    if net.is_loopback or net.is_multicast or net.is_link_local:
+        raise ValueError(f"{var}={raw} is a reserved range: use e.g. 203.0.113.0/24")
+    return net
+
+
+def _time(var: str, raw: str) -> str:
+    if not _HAPROXY_TIME_RE.match(raw):
+        raise ValueError(f"{var}={raw!r} is not a HAProxy time: use a number and a unit, e.g. 30m, 90s, 2h")
+    return raw
+
+
+@dataclass(frozen=True)
+class Settings:
+    """One lab instance: its compose project, ports, networks and folders."""
+
+    project: str = DEFAULTS["LAB_PROJECT"]
+    bind: str = DEFAULTS["LAB_BIND"]
+    nlb_port: int = 8443
+    stats_port: int = 8404
+    api_port: int = 9999
+    internet_subnet: ipaddress.IPv4Network = ipaddress.IPv4Network(DEFAULTS["LAB_INTERNET_SUBNET"])
+    vpc_subnet: ipaddress.IPv4Network = ipaddress.IPv4Network(DEFAULTS["LAB_VPC_SUBNET"])
+    stick_expire: str = "30m"
+    client_ips: int = 16
+    check_inter: str = "1s"
+    check_fall: int = 2
+    check_rise: int = 2
+    wait_timeout: int = 120
+    key_type: str | None = None
+    home: Path = REPO_ROOT
+    certs_dir: Path = field(default=None)  # type: ignore[assignment]
+
+    def __post_init__(self):
+        if not _PROJECT_RE.match(self.project):
+            raise ValueError(f"LAB_PROJECT={self.project!r}: use lowercase letters, digits, '-' or '_', e.g. mtls-lab")
+        try:
+            ipaddress.ip_address(self.bind)
+        except ValueError:
+            raise ValueError(f"LAB_BIND={self.bind!r} is not an IP address: use 127.0.0.1") from None
+        if self.internet_subnet.overlaps(self.vpc_subnet):
+            raise ValueError(f"LAB_INTERNET_SUBNET {self.internet_subnet} overlaps LAB_VPC_SUBNET "
+                             f"{self.vpc_subnet}: give them separate ranges")
+        ports = [p for p in (self.nlb_port, self.stats_port, self.api_port) if p]
+        if len(ports) != len(set(ports)):
+            raise ValueError(f"LAB_NLB_PORT, LAB_STATS_PORT and LAB_API_PORT must differ (got {ports})")
+        if self.key_type is not None and self.key_type not in KEY_TYPES:
+            raise ValueError(f"LAB_KEY_TYPE={self.key_type!r}: use one of {', '.join(KEY_TYPES)}")
+        if self.certs_dir is None:
+            object.__setattr__(self, "certs_dir", Path(self.home) / "certs")
+
+    @classmethod
+    def from_env(cls, env=None, **overrides) -> "Settings":
+        """Settings from LAB_* variables (``os.environ`` by default), then keyword overrides.
+
+        Raises:
+            ValueError: naming the variable and a valid example.
+        """
+        env = os.environ if env is None else env
+
+        def get(var):
+            return env.get(var, DEFAULTS.get(var, ""))
+
+        home = Path(env.get("LAB_HOME", REPO_ROOT))
+        values = dict(
+            project=get("LAB_PROJECT"),
+            bind=get("LAB_BIND"),
+            nlb_port=_port("LAB_NLB_PORT", get("LAB_NLB_PORT")),
+            stats_port=_port("LAB_STATS_PORT", get("LAB_STATS_PORT")),
+            api_port=_port("LAB_API_PORT", get("LAB_API_PORT")),
+            internet_subnet=_subnet("LAB_INTERNET_SUBNET", get("LAB_INTERNET_SUBNET")),
+            vpc_subnet=_subnet("LAB_VPC_SUBNET", get("LAB_VPC_SUBNET")),
+            stick_expire=_time("LAB_STICK_EXPIRE", get("LAB_STICK_EXPIRE")),
+            client_ips=_int("LAB_CLIENT_IPS", get("LAB_CLIENT_IPS"), 1, 64),
+            check_inter=_time("LAB_CHECK_INTER", get("LAB_CHECK_INTER")),
+            check_fall=_int("LAB_CHECK_FALL", get("LAB_CHECK_FALL"), 1, 10),
+            check_rise=_int("LAB_CHECK_RISE", get("LAB_CHECK_RISE"), 1, 10),
+            wait_timeout=_int("LAB_WAIT_TIMEOUT", get("LAB_WAIT_TIMEOUT"), 10, 3600),
+            key_type=env.get("LAB_KEY_TYPE") or None,
+            home=home,
+            certs_dir=Path(env["LAB_CERTS_DIR"]) if env.get("LAB_CERTS_DIR") else home / "certs",
+        )
+        values.update(overrides)
+        return cls(**values)
+
+    def with_(self, **changes) -> "Settings":
+        return replace(self, **changes)
+
+    # -- folders -------------------------------------------------------------
+    @property
+    def build_dir(self) -> Path:
+        """Rendered configs for this project (git-ignored)."""
+        return Path(self.home) / "build" / self.project
+
+    # -- address plan --------------------------------------------------------
+    def _host(self, net: ipaddress.IPv4Network, n: int) -> str:
+        return str(net.network_address + n)
+
+    @property
+    def internet_gateway(self) -> str:
+        return self._host(self.internet_subnet, 1)
+
+    @property
+    def nlb_public_ip(self) -> str:
+        return self._host(self.internet_subnet, NLB_HOST)
+
+    @property
+    def nlb_vpc_ip(self) -> str:
+        return self._host(self.vpc_subnet, NLB_HOST)
+
+    @property
+    def client_ip(self) -> str:
+        return self._host(self.internet_subnet, CLIENT_HOST)
+
+    @property
+    def client_extra_ips(self) -> list[str]:
+        """Extra source addresses the client container holds, to act as many clients."""
+        return [self._host(self.internet_subnet, CLIENT_EXTRA_FIRST + i) for i in range(self.client_ips)]
+
+    def backend_ip(self, name: str) -> str:
+        return self._host(self.vpc_subnet, BACKEND_HOSTS[name])
+
+    @property
+    def sorry_ip(self) -> str:
+        return self._host(self.vpc_subnet, SORRY_HOST)
