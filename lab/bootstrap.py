@@ -1,0 +1,143 @@
+"""Make debian:bookworm-slim from OS packages, for machines that cannot pull it.
+
+    debootstrap --variant=minbase bookworm ROOTFS MIRROR
+    tar -C ROOTFS -c . | docker import - debian:bookworm-slim
+
+The mirror is the one this machine's apt already uses (an air-gapped site's own
+mirror), LAB_DEBIAN_MIRROR overrides it, deb.debian.org is the last resort.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from .errors import CommandFailed, ImageError
+from .proc import stream
+
+SUITE = "bookworm"
+DEFAULT_MIRROR = "http://deb.debian.org/debian"
+DEFAULT_SECURITY = "http://deb.debian.org/debian-security"
+APT_SOURCES = Path("/etc/apt")
+
+
+def _entries(apt_dir: Path):
+    """(uris, suites) for every `deb` source in sources.list(.d), one-line and deb822."""
+    files = [apt_dir / "sources.list"] + sorted((apt_dir / "sources.list.d").glob("*.list"))
+    for path in files:
+        try:
+            lines = path.read_text().splitlines()
+        except OSError:
+            continue
+        for line in lines:
+            line = re.sub(r"\[[^]]*\]", "", line.split("#", 1)[0]).split()
+            if len(line) >= 3 and line[0] == "deb":
+                yield [line[1]], [line[2]]
+    for path in sorted((apt_dir / "sources.list.d").glob("*.sources")):
+        try:
+            stanzas = path.read_text().split("\n\n")
+        except OSError:
+            continue
+        for stanza in stanzas:
+            fields = {}
+            for line in stanza.splitlines():
+                if ":" in line and not line.startswith((" ", "#")):
+                    key, value = line.split(":", 1)
+                    fields[key.strip().lower()] = value.split()
+            if "deb" in fields.get("types", []) and fields.get("enabled", ["yes"])[0] != "no":
+                yield fields.get("uris", []), fields.get("suites", [])
+
+
+def find_mirrors(apt_dir: Path = APT_SOURCES, env=None) -> tuple[str, str]:
+    """The Debian archive and security mirrors this machine's apt uses.
+
+    Returns:
+        (mirror, security_mirror), falling back to deb.debian.org.
+    """
+    env = os.environ if env is None else env
+    mirror = env.get("LAB_DEBIAN_MIRROR")
+    security = env.get("LAB_DEBIAN_SECURITY_MIRROR")
+    for uris, suites in _entries(apt_dir):
+        for uri in uris:
+            uri = uri.rstrip("/")
+            if not uri.startswith(("http://", "https://")):
+                continue
+            if uri.endswith("/debian-security") or any(s.endswith("-security") for s in suites):
+                security = security or uri
+            elif uri.endswith("/debian"):
+                mirror = mirror or uri
+    return mirror or DEFAULT_MIRROR, security or DEFAULT_SECURITY
+
+
+def _sources_list(mirror: str, security: str) -> str:
+    return (f"deb {mirror} {SUITE} main\n"
+            f"deb {mirror} {SUITE}-updates main\n"
+            f"deb {security} {SUITE}-security main\n")
+
+
+def bootstrap_base_image(tag: str, task, *, workdir: str | None = None, env=None) -> None:
+    """Build ``tag`` from Debian packages with debootstrap and import it into Docker.
+
+    Args:
+        tag: image reference to create, e.g. "debian:bookworm-slim".
+        task: a ui.Task for progress lines.
+        workdir: where to put the temporary root filesystem (default /var/tmp).
+
+    Raises:
+        ImageError: when not root, debootstrap is missing, or a step fails (its output tail shown).
+    """
+    if shutil.which("debootstrap") is None:
+        raise ImageError(f"cannot pull {tag} and debootstrap is not installed to build it: "
+                         "`sudo apt-get install debootstrap`, then `lab images` again")
+    if os.geteuid() != 0:
+        raise ImageError(f"cannot pull {tag}; bootstrapping it needs root (debootstrap creates "
+                         "device nodes): run `sudo -E .venv/bin/lab images` once, then carry on as yourself")
+    mirror, security = find_mirrors(env=env)
+    task.line(f"debootstrap {SUITE} from {mirror}")
+    parent = workdir or os.environ.get("LAB_BOOTSTRAP_DIR") or "/var/tmp"
+    rootfs = Path(tempfile.mkdtemp(prefix="lab-rootfs-", dir=parent))
+    try:
+        def on_line(line: str) -> None:
+            task.line(line)
+            if line.startswith(("I: Retrieving", "I: Unpacking", "I: Configuring")) and \
+                    "Packages" not in line and "Release" not in line:
+                task.advance()
+
+        try:
+            stream(["debootstrap", "--variant=minbase", SUITE, str(rootfs), mirror], on_line,
+                   hint=f"mirror {mirror}; set LAB_DEBIAN_MIRROR to another")
+        except CommandFailed as exc:
+            raise ImageError(f"debootstrap failed: {exc.stdout.strip().splitlines()[-1:] or exc}"
+                             f" (mirror {mirror}; set LAB_DEBIAN_MIRROR to one you can reach)") from exc
+        # Make it look like the official slim image: updates and security sources, no caches.
+        (rootfs / "etc/apt/sources.list").write_text(_sources_list(mirror, security))
+        for junk in ("var/cache/apt/archives", "var/lib/apt/lists"):
+            for item in (rootfs / junk).glob("*"):
+                if item.is_file():
+                    item.unlink()
+        task.line(f"docker import -> {tag}")
+        _import(rootfs, tag)
+    finally:
+        shutil.rmtree(rootfs, ignore_errors=True)
+
+
+def _import(rootfs: Path, tag: str) -> None:
+    tar = subprocess.Popen(["tar", "--numeric-owner", "-C", str(rootfs), "-c", "."],
+                           stdout=subprocess.PIPE)
+    try:
+        imp = subprocess.run(
+            ["docker", "import",
+             "--change", 'CMD ["bash"]',
+             "--change", "LABEL org.mtls-lab.bootstrapped=debootstrap",
+             "-", tag],
+            stdin=tar.stdout, capture_output=True, text=True, check=False)
+    finally:
+        if tar.stdout:
+            tar.stdout.close()
+        tar_rc = tar.wait()
+    if tar_rc != 0 or imp.returncode != 0:
+        raise ImageError(f"docker import of {rootfs} failed: {(imp.stderr or imp.stdout).strip()}")

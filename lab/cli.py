@@ -1,0 +1,205 @@
+"""`lab`: bring the mTLS lab up and down, and see what it is doing.
+
+Settings come from LAB_* environment variables (see lab/settings.py and the README).
+Errors print on one line with the fix and exit 1; bad settings exit 2.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from . import certs as certs_mod
+from . import docker_env, images as images_mod
+from .errors import LabError
+from .settings import Settings
+from .stack import Stack
+from .ui import UI
+
+
+class Context:
+    def __init__(self, quiet: bool, verbose: bool):
+        self.ui = UI(quiet=quiet, verbose=verbose)
+        self._settings = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = Settings.from_env()
+        return self._settings
+
+
+_pass_context = click.make_pass_decorator(Context)
+
+
+def _verbosity(ctx, param, value):
+    """-q/-v given after the subcommand (`lab up -q`) count as much as before it."""
+    if value and ctx.find_object(Context) is not None:
+        obj = ctx.find_object(Context)
+        obj.ui = UI(quiet=obj.ui.quiet or param.name == "quiet",
+                    verbose=obj.ui.verbose or param.name == "verbose")
+    return value
+
+
+def pass_ctx(func):
+    """Pass the Context, and accept -q/-v on the subcommand too."""
+    func = _pass_context(func)
+    func = click.option("-v", "--verbose", is_flag=True, expose_value=False, callback=_verbosity,
+                        help="Stream the output of docker, debootstrap, compose.")(func)
+    return click.option("-q", "--quiet", is_flag=True, expose_value=False, callback=_verbosity,
+                        help="Print errors only.")(func)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-q", "--quiet", is_flag=True, help="Print errors only.")
+@click.option("-v", "--verbose", is_flag=True, help="Stream the output of docker, debootstrap, compose.")
+@click.version_option(package_name="mtls-lab")
+@click.pass_context
+def cli(ctx, quiet, verbose):
+    """The mTLS load-balancer lab: NLB passthrough keeps client-certificate auth."""
+    ctx.obj = Context(quiet, verbose)
+
+
+def _rel(path: Path) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _curl_hint(settings: Settings, port: int) -> str:
+    c = _rel(settings.certs_dir)
+    return (f"curl --cacert {c}/ca.pem --cert {c}/clients/alice.crt --key {c}/clients/alice.key "
+            f"--resolve www.lab.test:{port}:127.0.0.1 https://www.lab.test:{port}/whoami")
+
+
+@cli.command()
+@click.option("--rebuild", is_flag=True, help="Rebuild the images without cache first.")
+@click.option("--keep-on-failure", is_flag=True, help="Leave a stack that failed to start, for debugging.")
+@pass_ctx
+def up(obj, rebuild, keep_on_failure):
+    """Build what is missing and start the lab; returns when every service is healthy."""
+    stack = Stack(obj.settings)
+    stack.up(obj.ui, keep_on_failure=keep_on_failure, rebuild=rebuild)
+    port = stack.nlb_port()
+    obj.ui.ok(f"{obj.settings.project} is up: NLB on {obj.settings.bind}:{port}")
+    obj.ui.info(f"  try: {_curl_hint(obj.settings, port)}")
+
+
+@cli.command()
+@pass_ctx
+def down(obj):
+    """Stop the lab and remove its containers, networks and volumes."""
+    docker_env.client()
+    docker_env.ensure_compose()
+    Stack(obj.settings).down(obj.ui)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+def status(obj, as_json):
+    """Services, health and published ports."""
+    docker_env.client()
+    docker_env.ensure_compose()
+    rows = Stack(obj.settings).services()
+    if as_json:
+        click.echo(json.dumps({"project": obj.settings.project, "services": rows}, indent=2))
+        return
+    table = Table(title=f"{obj.settings.project}")
+    for col in ("service", "state", "health", "published ports"):
+        table.add_column(col)
+    for r in rows:
+        colour = "green" if r["health"] in ("healthy", "-") and r["state"] == "running" else "red"
+        table.add_row(r["service"], f"[{colour}]{r['state']}[/]", r["health"], "\n".join(r["ports"]))
+    Console().print(table)
+
+
+@cli.command()
+@click.option("--force", is_flag=True, help="Renew everything, a new CA included.")
+@click.option("--key-type", type=click.Choice(["ec", "rsa"]), default=None,
+              help="Key algorithm: ec (P-256, default for a new PKI) or rsa (2048).")
+@pass_ctx
+def certs(obj, force, key_type):
+    """Generate (or top up) the lab PKI in certs/."""
+    s = obj.settings
+    report = certs_mod.ensure_pki(s.certs_dir, key_type=key_type or s.key_type, force=force)
+    if report.issued:
+        obj.ui.ok(f"issued {', '.join(report.issued)} ({report.key_type}) in {_rel(report.root)}")
+    elif report.crl_signed:
+        obj.ui.ok(f"re-signed the CRL in {_rel(report.root)}")
+    else:
+        obj.ui.ok(f"{_rel(report.root)} is complete and current ({report.key_type}); "
+                  "`lab certs --force` renews it")
+    if obj.ui.quiet:
+        return
+    table = Table(title="client certificates")
+    for col in ("file", "demonstrates"):
+        table.add_column(col)
+    lay = certs_mod.Layout(s.certs_dir)
+    for spec in certs_mod.CLIENTS:
+        table.add_row(_rel(lay.client_cert(spec.name)), spec.demonstrates)
+    Console(stderr=True).print(table)
+
+
+@cli.command()
+@click.option("--rebuild", is_flag=True, help="Rebuild the role images without cache.")
+@click.option("--no-pull", is_flag=True, help="Never pull the base image; bootstrap it if missing.")
+@pass_ctx
+def images(obj, rebuild, no_pull):
+    """Make sure the base image (present, pulled or bootstrapped) and the lab images exist."""
+    dc = docker_env.client()
+    refs = images_mod.ensure_images(dc, obj.ui, rebuild=rebuild, pull=not no_pull)
+    for role, ref in refs.items():
+        obj.ui.ok(f"{role}: {ref}")
+
+
+@cli.command()
+@click.argument("services", nargs=-1)
+@click.option("-f", "--follow", is_flag=True, help="Keep streaming.")
+@click.option("--tail", default="100", show_default=True, help="Lines per service ('all' for all).")
+@pass_ctx
+def logs(obj, services, follow, tail):
+    """Show the services' logs (nginx and HAProxy log one JSON line per request)."""
+    docker_env.client()
+    docker_env.ensure_compose()
+    stack = Stack(obj.settings)
+    if not stack.compose.env_file.exists():
+        raise LabError(f"{obj.settings.project} has never been started here: run `lab up` first")
+    argv = stack.compose.argv("logs", "--tail", str(tail), *(["--follow"] if follow else []), *services)
+    sys.exit(subprocess.call(argv))
+
+
+@cli.command()
+@pass_ctx
+def setup(obj):
+    """Check the Docker engine and link Compose v2 into the docker CLI if it is missing."""
+    docker_env.client()
+    obj.ui.ok("Docker engine answers")
+    version = docker_env.ensure_compose()
+    obj.ui.ok(f"docker compose {version}")
+
+
+def main(argv=None) -> None:
+    """Entry point: run the CLI, turning LabError/ValueError into one-line messages."""
+    try:
+        cli.main(args=argv, prog_name="lab", standalone_mode=False)
+    except click.exceptions.Abort:
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except LabError as exc:
+        UI().error(str(exc))
+        sys.exit(1)
+    except ValueError as exc:
+        UI().error(f"bad setting: {exc}")
+        sys.exit(2)
+    except KeyboardInterrupt:
+        sys.exit(130)

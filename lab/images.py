@@ -1,0 +1,127 @@
+"""The lab's images: the Debian base (present, pulled, or bootstrapped) and one per role.
+
+Role images are tagged with a hash of their build folder and of the base image, so
+a changed Dockerfile or a new base is rebuilt and an unchanged one is reused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import docker
+import docker.errors
+
+from .bootstrap import bootstrap_base_image
+from .errors import ImageError
+from .settings import REPO_ROOT
+
+BASE_IMAGE = "debian:bookworm-slim"
+IMAGE_PREFIX = "mtls-lab"
+ROLES = {
+    "haproxy": REPO_ROOT / "haproxy",
+    "nginx": REPO_ROOT / "nginx",
+    "client": REPO_ROOT / "client",
+}
+
+
+def _image_id(dc: docker.DockerClient, ref: str) -> str | None:
+    try:
+        return dc.images.get(ref).id
+    except docker.errors.ImageNotFound:
+        return None
+
+
+def ensure_base(dc: docker.DockerClient, ui, *, pull: bool = True, bootstrap: bool = True) -> str:
+    """Make sure BASE_IMAGE exists: use it, else pull it, else bootstrap it.
+
+    Returns:
+        How it was obtained: "present", "pulled" or "bootstrapped".
+
+    Raises:
+        ImageError: when every allowed way failed, naming the fixes.
+    """
+    if _image_id(dc, BASE_IMAGE):
+        return "present"
+    pull_error = "pull not attempted"
+    if pull:
+        with ui.task(f"Pulling {BASE_IMAGE}") as task:
+            try:
+                for event in dc.api.pull(BASE_IMAGE, stream=True, decode=True):
+                    task.line(f"{event.get('status', '')} {event.get('progress', '')}")
+                if _image_id(dc, BASE_IMAGE):
+                    return "pulled"
+            except docker.errors.APIError as exc:
+                pull_error = exc.explanation or str(exc)
+                task.line(f"pull failed: {pull_error}")
+                task.fail()
+    if not bootstrap:
+        raise ImageError(f"{BASE_IMAGE} is not here and cannot be pulled ({pull_error}): "
+                         "run `lab images` with bootstrapping allowed, or `docker load` it")
+    ui.warn(f"cannot pull {BASE_IMAGE} ({pull_error.splitlines()[0][-80:]}); "
+            "bootstrapping it from Debian packages")
+    with ui.task(f"Bootstrapping {BASE_IMAGE} with debootstrap") as task:
+        bootstrap_base_image(BASE_IMAGE, task)
+    if not _image_id(dc, BASE_IMAGE):
+        raise ImageError(f"bootstrapping {BASE_IMAGE} finished but Docker does not list it")
+    return "bootstrapped"
+
+
+def context_hash(folder: Path, base_id: str) -> str:
+    """Hash of every file in a build folder plus the base image id."""
+    digest = hashlib.sha256(base_id.encode())
+    for path in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(folder)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def image_refs(dc: docker.DockerClient) -> dict:
+    """role -> the tag its current build folder would have (built or not)."""
+    base_id = _image_id(dc, BASE_IMAGE) or "missing-base"
+    return {role: f"{IMAGE_PREFIX}/{role}:{context_hash(folder, base_id)}"
+            for role, folder in ROLES.items()}
+
+
+def ensure_images(dc: docker.DockerClient, ui, *, rebuild: bool = False, pull: bool = True,
+                  bootstrap: bool = True) -> dict:
+    """Base image first, then every role image that is missing (or all, with ``rebuild``).
+
+    Returns:
+        role -> image reference, for compose.
+
+    Raises:
+        ImageError: naming the image and the failing build step.
+    """
+    ensure_base(dc, ui, pull=pull, bootstrap=bootstrap)
+    refs = image_refs(dc)
+    for role, ref in refs.items():
+        if not rebuild and _image_id(dc, ref):
+            continue
+        _build(dc, ui, role, ref, nocache=rebuild)
+    return refs
+
+
+def _build(dc: docker.DockerClient, ui, role: str, ref: str, nocache: bool) -> None:
+    repo, tag = ref.rsplit(":", 1)
+    with ui.task(f"Building {ref}") as task:
+        tail: list[str] = []
+        try:
+            events = dc.api.build(path=str(ROLES[role]), tag=ref, rm=True, forcerm=True,
+                                  pull=False, nocache=nocache, decode=True)
+            for event in events:
+                if "error" in event:
+                    raise ImageError(f"building {ref} failed: {event['error'].strip()}"
+                                     f"{_tail(tail)}")
+                for line in str(event.get("stream", "")).splitlines():
+                    tail = (tail + [line])[-8:]
+                    task.line(line)
+                    if line.startswith("Step "):
+                        task.advance()
+        except docker.errors.APIError as exc:
+            raise ImageError(f"building {ref} failed: {exc.explanation or exc}") from exc
+        dc.images.get(ref).tag(repo, "latest")
+
+
+def _tail(lines: list[str]) -> str:
+    shown = [line for line in lines if line.strip()][-4:]
+    return ("; last output: " + " | ".join(shown)) if shown else ""

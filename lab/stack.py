@@ -1,0 +1,166 @@
+"""Drive the lab's compose project: up (healthy or torn down), down, ps, port, logs.
+
+Compose runs through its CLI with argument lists (as testcontainers' DockerCompose
+does); readiness comes from the services' healthchecks and `up --wait`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import certs, docker_env, images, render
+from .errors import CommandFailed, StackError
+from .proc import run, stream
+from .settings import SERVICES, Settings
+
+
+
+def _clean_env() -> dict:
+    """The caller's environment minus compose/lab variables: the env file is the truth."""
+    return {k: v for k, v in os.environ.items()
+            if not (k.startswith("LAB_") or k.startswith("COMPOSE_"))}
+
+
+@dataclass
+class Compose:
+    """`docker compose` bound to one project, compose file and env file."""
+
+    project: str
+    env_file: Path
+    compose_file: Path = render.COMPOSE_FILE
+
+    def argv(self, *args: str) -> list[str]:
+        return ["docker", "compose", "-f", str(self.compose_file), "-p", self.project,
+                "--env-file", str(self.env_file), *args]
+
+    def run(self, *args: str, check: bool = True, timeout: float | None = None):
+        return run(self.argv(*args), env=_clean_env(), check=check, timeout=timeout)
+
+    def stream(self, *args: str, on_line, hint: str = ""):
+        return stream(self.argv(*args), on_line, env=_clean_env(), hint=hint)
+
+    def ps(self, all_: bool = True) -> list[dict]:
+        """One dict per container (compose's JSON: Service, State, Health, Publishers...)."""
+        args = ["ps", "--format", "json"] + (["-a"] if all_ else [])
+        out = self.run(*args).stdout.strip()
+        if not out:
+            return []
+        if out.startswith("["):  # compose < 2.21 printed one array
+            return json.loads(out)
+        return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+    def port(self, service: str, port: int) -> int:
+        """The host port published for ``service``'s container port."""
+        out = self.run("port", service, str(port)).stdout.strip()
+        if not out:
+            raise StackError(f"{service}:{port} is not published: is the stack up? (`lab status`)")
+        return int(out.rsplit(":", 1)[1])
+
+    def logs(self, *services: str, tail: int = 50) -> str:
+        proc = self.run("logs", "--no-color", "--tail", str(tail), *services, check=False)
+        return proc.stdout + proc.stderr
+
+
+class Stack:
+    """A lab instance: settings, rendered configs and its compose project."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.compose = Compose(settings.project, settings.build_dir / "compose.env")
+
+    # -- lifecycle ------------------------------------------------------------
+    def prepare(self, ui, *, dc=None, rebuild: bool = False) -> dict:
+        """Everything before `up`: engine and compose checks, PKI, images, configs.
+
+        Returns:
+            The compose variables that were written to the env file.
+        """
+        dc = dc or docker_env.client()
+        docker_env.ensure_compose()
+        report = certs.ensure_pki(self.settings.certs_dir, key_type=self.settings.key_type)
+        if report.issued:
+            ui.ok(f"PKI in {report.root}: issued {', '.join(report.issued)}")
+        elif report.crl_signed:
+            ui.ok(f"PKI in {report.root}: CRL re-signed")
+        certs.require_pki(self.settings.certs_dir)
+        refs = images.ensure_images(dc, ui, rebuild=rebuild)
+        return render.render(self.settings, refs).env
+
+    def up(self, ui, *, keep_on_failure: bool = False, rebuild: bool = False) -> None:
+        """Bring the stack up and wait until every service is healthy.
+
+        On failure the logs are attached to the error and the project is removed
+        (`down -v`) so nothing half-started is left, unless ``keep_on_failure``.
+
+        Raises:
+            StackError: naming the unhealthy services, with their last log lines.
+        """
+        dc = docker_env.client()
+        self.prepare(ui, dc=dc, rebuild=rebuild)
+        s = self.settings
+        docker_env.check_subnets(dc, s.project, {"LAB_INTERNET_SUBNET": s.internet_subnet,
+                                                 "LAB_VPC_SUBNET": s.vpc_subnet})
+        docker_env.check_ports(dc, s.bind, {"LAB_NLB_PORT": s.nlb_port, "LAB_STATS_PORT": s.stats_port,
+                                            "LAB_API_PORT": s.api_port}, self.published_ports())
+        try:
+            with ui.task(f"Starting {s.project} (waiting for every service to be healthy)") as task:
+                self.compose.stream("up", "--detach", "--wait", "--wait-timeout", str(s.wait_timeout),
+                                    "--no-build", "--remove-orphans", on_line=task.line)
+        except CommandFailed as exc:
+            error = StackError(self._failure_report(exc))
+            if not keep_on_failure:
+                self.down(ui)
+            raise error from exc
+
+    def down(self, ui=None) -> None:
+        """Stop and remove the project's containers, networks and volumes."""
+        if not self.compose.env_file.exists():
+            # Never rendered here: compose still needs the variables to parse the file.
+            render.render(self.settings, {})
+        self.compose.run("down", "--volumes", "--remove-orphans", "--timeout", "5")
+        if ui:
+            ui.ok(f"{self.settings.project} is down")
+
+    # -- inspection -----------------------------------------------------------
+    def published_ports(self) -> set:
+        if not self.compose.env_file.exists():
+            return set()
+        try:
+            rows = self.compose.ps()
+        except CommandFailed:
+            return set()
+        return {p.get("PublishedPort") for r in rows for p in (r.get("Publishers") or [])
+                if p.get("PublishedPort")}
+
+    def services(self) -> list[dict]:
+        """Service rows for `lab status`: name, state, health, published ports."""
+        rows = {r.get("Service"): r for r in self.compose.ps()} if self.compose.env_file.exists() else {}
+        table = []
+        for name in SERVICES:
+            row = rows.get(name, {})
+            ports = sorted({f"{p['URL']}:{p['PublishedPort']}->{p['TargetPort']}"
+                            for p in (row.get("Publishers") or []) if p.get("PublishedPort")})
+            table.append({"service": name, "state": row.get("State", "absent"),
+                          "health": row.get("Health", "") or "-", "ports": ports})
+        return table
+
+    def nlb_port(self) -> int:
+        return self.compose.port("nlb", 443)
+
+    def api_port(self) -> int:
+        return self.compose.port("nlb", 9999)
+
+    def _failure_report(self, exc: CommandFailed) -> str:
+        try:
+            rows = self.services()
+        except CommandFailed:
+            rows = []
+        bad = [r["service"] for r in rows if r["state"] != "running" or r["health"] not in ("healthy", "-")]
+        logs = self.compose.logs(*bad, tail=15) if bad else ""
+        last = exc.stdout.strip().splitlines()[-1:] or [str(exc)]
+        detail = f"; last log lines:\n{logs.strip()}" if logs.strip() else ""
+        return (f"{self.settings.project} did not become healthy ({last[0]}); "
+                f"unhealthy: {', '.join(bad) or 'unknown'}; see `lab logs`{detail}")
