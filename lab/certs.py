@@ -277,7 +277,7 @@ def ensure_pki(root: Path, *, key_type: str | None = None, force: bool = False,
 
     crl_signed = False
     if issued or _crl_due(lay.crl, ca, now):
-        ca.crl_pem().write_to_path(lay.crl)
+        ca.crl_pem(last_update=now - pki.CLOCK_SKEW).write_to_path(lay.crl)
         crl_signed = True
     if issued or crl_signed or not lay.manifest.exists():
         _write_manifest(lay, key_type)

@@ -177,6 +177,19 @@ def logs(obj, services, follow, tail):
 
 
 @cli.command()
+@click.argument("command", nargs=-1, required=True)
+@pass_ctx
+def api(obj, command):
+    """Send one command to HAProxy's runtime API, e.g. `lab api show table web`."""
+    from .probe import RuntimeAPI
+
+    docker_env.client()
+    docker_env.ensure_compose()
+    port = Stack(obj.settings).api_port()
+    click.echo(RuntimeAPI(port, host="127.0.0.1").command(" ".join(command)).rstrip("\n"))
+
+
+@cli.command()
 @pass_ctx
 def setup(obj):
     """Check the Docker engine and link Compose v2 into the docker CLI if it is missing."""

@@ -6,6 +6,7 @@ a changed Dockerfile or a new base is rebuilt and an unchanged one is reused.
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 from pathlib import Path
 
@@ -67,11 +68,27 @@ def ensure_base(dc: docker.DockerClient, ui, *, pull: bool = True, bootstrap: bo
     return "bootstrapped"
 
 
+def _dockerignore(folder: Path) -> list[str]:
+    try:
+        lines = (Path(folder) / ".dockerignore").read_text().splitlines()
+    except OSError:
+        return []
+    return [line.strip().rstrip("/") for line in lines if line.strip() and not line.startswith("#")]
+
+
+def _ignored(rel: str, patterns: list[str]) -> bool:
+    # Enough of .dockerignore for this repository's own files: globs and folder names.
+    return any(fnmatch.fnmatch(rel, p) or rel.startswith(p + "/") for p in patterns)
+
+
 def context_hash(folder: Path, base_id: str) -> str:
-    """Hash of every file in a build folder plus the base image id."""
+    """Hash of the files a build sends (minus .dockerignore) plus the base image id."""
+    patterns = _dockerignore(folder)
     digest = hashlib.sha256(base_id.encode())
     for path in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
-        digest.update(str(path.relative_to(folder)).encode() + b"\0" + path.read_bytes())
+        rel = str(path.relative_to(folder))
+        if not _ignored(rel, patterns):
+            digest.update(rel.encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:12]
 
 

@@ -70,7 +70,7 @@ class UI:
     def __init__(self, quiet: bool = False, verbose: bool = False, console: Console | None = None):
         self.quiet = quiet
         self.verbose = verbose and not quiet
-        self.console = console or Console(stderr=True, highlight=False)
+        self.console = console or Console(stderr=True, highlight=False, soft_wrap=True)
 
     def info(self, message: str) -> None:
         if not self.quiet:

@@ -1,0 +1,187 @@
+"""Real clients against a running lab: requests from the host, curl from the client
+container, and HAProxy's runtime API.
+
+Traffic goes only to 127.0.0.1 (published ports) and to the lab's own containers.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import docker
+import requests
+
+from .certs import Layout
+from .errors import StackError
+
+CLIENT_CERTS = "/certs"  # where compose mounts certs/ca.pem and certs/clients in the client
+
+
+def session(certs_dir: Path, client: str | None = None) -> requests.Session:
+    """A requests session that trusts only the lab CA and presents ``client``'s certificate.
+
+    Args:
+        certs_dir: the lab's certs folder.
+        client: a name under certs/clients, or None for no client certificate.
+    """
+    lay = Layout(Path(certs_dir))
+    s = requests.Session()
+    s.trust_env = False  # ignore REQUESTS_CA_BUNDLE and proxies: talk to the lab only
+    s.verify = str(lay.ca_cert)
+    if client:
+        s.cert = (str(lay.client_cert(client)), str(lay.client_key(client)))
+    return s
+
+
+def nlb_url(port: int, path: str = "/whoami") -> str:
+    # "localhost" is in the server certificate's SANs and resolves to loopback everywhere.
+    return f"https://localhost:{port}{path}"
+
+
+@dataclass
+class Reply:
+    """One HTTP answer: status code and body (parsed JSON when it is JSON)."""
+
+    status: int
+    body: object
+
+    @property
+    def backend(self) -> str | None:
+        return self.body.get("backend") if isinstance(self.body, dict) else None
+
+
+def _parse(status: int, text: str) -> Reply:
+    try:
+        return Reply(status, json.loads(text))
+    except ValueError:
+        return Reply(status, text)
+
+
+def get(certs_dir: Path, port: int, client: str | None = "alice", path: str = "/whoami",
+        timeout: float = 5.0) -> Reply:
+    """One request on a fresh connection from the host through the published NLB port."""
+    with session(certs_dir, client) as s:
+        resp = s.get(nlb_url(port, path), timeout=timeout, headers={"Connection": "close"})
+        return _parse(resp.status_code, resp.text)
+
+
+class RuntimeAPI:
+    """HAProxy's runtime API over TCP (the `stats socket ipv4@...` line)."""
+
+    def __init__(self, port: int, host: str = "127.0.0.1", timeout: float = 5.0):
+        self.addr = (host, port)
+        self.timeout = timeout
+
+    def command(self, line: str) -> str:
+        with socket.create_connection(self.addr, timeout=self.timeout) as sock:
+            sock.sendall(line.encode() + b"\n")
+            chunks = []
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+        return b"".join(chunks).decode()
+
+    def stick_table(self, table: str = "web") -> dict:
+        """client IP -> server name, from `show table`."""
+        entries = {}
+        for line in self.command(f"show table {table}").splitlines():
+            key = re.search(r"\bkey=(\S+)", line)
+            server = re.search(r"\bserver_key=(\S+)", line) or re.search(r"\bserver_id=(\S+)", line)
+            if key and server:
+                entries[key.group(1)] = server.group(1)
+        return entries
+
+    def clear_table(self, table: str = "web") -> None:
+        self.command(f"clear table {table}")
+
+    def server_states(self, backend: str = "web") -> dict:
+        """server name -> "UP"/"DOWN"/"MAINT"..., from `show stat`."""
+        lines = self.command("show stat").splitlines()
+        header = lines[0].lstrip("# ").split(",")
+        states = {}
+        for line in lines[1:]:
+            row = dict(zip(header, line.split(",")))
+            if row.get("pxname") == backend and row.get("svname") not in ("FRONTEND", "BACKEND"):
+                states[row["svname"]] = row.get("status", "")
+        return states
+
+
+def compose_container(dc: docker.DockerClient, project: str, service: str):
+    """The running container of ``service`` in compose ``project``."""
+    found = dc.containers.list(filters={"label": [f"com.docker.compose.project={project}",
+                                                  f"com.docker.compose.service={service}"]})
+    if not found:
+        raise StackError(f"{project}: service {service} is not running (`lab status`, `lab up`)")
+    return found[0]
+
+
+class ClientContainer:
+    """curl and openssl inside the lab's client container, from a chosen source address."""
+
+    def __init__(self, dc: docker.DockerClient, project: str):
+        self.container = compose_container(dc, project, "client")
+
+    def exec(self, argv: list[str]) -> tuple[int, str]:
+        rc, out = self.container.exec_run(list(argv), demux=False)
+        return rc, out.decode(errors="replace")
+
+    def curl_argv(self, client: str | None, source_ip: str | None, urls: list[str],
+                  extra=()) -> list[str]:
+        argv = ["curl", "-sS", "--max-time", "5", "--cacert", f"{CLIENT_CERTS}/ca.pem",
+                "-H", "Connection: close", "-w", "\n%{http_code}\n"]
+        if client:
+            argv += ["--cert", f"{CLIENT_CERTS}/clients/{client}.crt",
+                     "--key", f"{CLIENT_CERTS}/clients/{client}.key"]
+        if source_ip:
+            argv += ["--interface", source_ip]
+        return argv + list(extra) + list(urls)
+
+    def get(self, client: str | None = "alice", source_ip: str | None = None, count: int = 1,
+            url: str = "https://www.lab.test/whoami") -> list[Reply]:
+        """``count`` requests, each on a new connection, from ``source_ip``.
+
+        Raises:
+            StackError: when curl itself fails (its message included).
+        """
+        rc, out = self.exec(self.curl_argv(client, source_ip, [url] * count))
+        replies = _split_curl(out)
+        if rc != 0 or len(replies) != count:
+            raise StackError(f"curl from the client container exited {rc} with {len(replies)}/{count} "
+                             f"answers: {out.strip()[-300:]}")
+        return replies
+
+
+def _split_curl(out: str) -> list[Reply]:
+    """Split `curl -w '\\n%{http_code}\\n' URL URL...` output into replies."""
+    replies, body = [], []
+    for line in out.splitlines():
+        if re.fullmatch(r"\d{3}", line):
+            replies.append(_parse(int(line), "\n".join(body)))
+            body = []
+        else:
+            body.append(line)
+    return replies
+
+
+def wait_for(predicate, timeout: float, interval: float = 0.25, what: str = "condition"):
+    """Poll ``predicate`` until it returns a truthy value; return that value.
+
+    Raises:
+        TimeoutError: naming ``what`` and the last value seen.
+    """
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = predicate()
+        except (requests.RequestException, OSError, StackError) as exc:
+            last = exc
+        else:
+            if last:
+                return last
+        time.sleep(interval)
+    raise TimeoutError(f"{what} not reached within {timeout:.0f}s (last: {last!r})")

@@ -1,0 +1,91 @@
+"""Seed claim C1: with TLS passing through the NLB, the backends authenticate clients by certificate.
+
+Every accepted case is paired with refusals: a certificate the backends must not accept
+gets HTTP 400 with nginx's own verdict ($ssl_client_verify), in the response and in the log.
+"""
+
+import json
+
+import pytest
+from cryptography import x509
+
+from lab import certs, probe
+
+
+def cert(certs_dir, name):
+    return certs.load_cert(certs.Layout(certs_dir).client_cert(name))
+
+
+@pytest.mark.parametrize("name", ["alice", "bob"])
+def test_valid_client_is_authenticated_through_the_nlb(certs_dir, nlb_port, name):
+    reply = probe.get(certs_dir, nlb_port, client=name)
+    assert reply.status == 200, reply.body
+    body = reply.body
+    issued = cert(certs_dir, name)
+    assert body["backend"] in ("web1", "web2")
+    assert body["client_verify"] == "SUCCESS"
+    assert body["client_subject"] == issued.subject.rfc4514_string()
+    assert body["client_issuer"] == issued.issuer.rfc4514_string()
+    assert int(body["client_serial"], 16) == issued.serial_number
+    assert body["tls_protocol"] in ("TLSv1.2", "TLSv1.3")
+
+
+# nginx 1.22 / OpenSSL 3.0 (Debian bookworm) verdicts. nginx keeps verifying after the
+# first error and reports the last one, hence the CRL lookup error for self-signed.
+REFUSALS = [
+    pytest.param(None, "NONE", id="no-certificate"),
+    pytest.param("expired", "FAILED:certificate has expired", id="expired"),
+    pytest.param("not-yet-valid", "FAILED:certificate is not yet valid", id="not-yet-valid"),
+    pytest.param("revoked", "FAILED:certificate revoked", id="revoked"),
+    pytest.param("rogue-ca", "FAILED:unable to verify the first certificate", id="rogue-ca"),
+    pytest.param("self-signed", "FAILED:unable to get certificate CRL", id="self-signed"),
+    pytest.param("no-client-eku", "FAILED:unsuitable certificate purpose", id="no-client-eku"),
+]
+
+
+@pytest.mark.parametrize("name, verdict", REFUSALS)
+def test_bad_client_is_refused_with_nginx_reason(certs_dir, nlb_port, name, verdict):
+    reply = probe.get(certs_dir, nlb_port, client=name)
+    assert reply.status == 400
+    assert reply.body["client_verify"] == verdict
+    assert reply.body["error"] == "client certificate refused"
+    assert "client_subject" not in reply.body  # nothing of the refused identity is echoed
+
+
+def test_refusal_reason_is_in_the_backend_log(lab_stack, certs_dir, nlb_port):
+    reply = probe.get(certs_dir, nlb_port, client="expired")
+    serial = cert(certs_dir, "expired").serial_number
+    logs = lab_stack.compose.logs(reply.body["backend"], tail=200)
+    entries = [json.loads(line.split("|", 1)[1]) for line in logs.splitlines()
+               if "|" in line and line.split("|", 1)[1].strip().startswith("{")]
+    mine = [e for e in entries if e["client_serial"] and int(e["client_serial"], 16) == serial]
+    assert mine, f"no log line for serial {serial}"
+    assert mine[-1]["client_verify"] == "FAILED:certificate has expired"
+    assert mine[-1]["status"] == 400
+
+
+def test_server_certificate_is_checked_by_the_client(certs_dir, nlb_port, tmp_path):
+    """Negative control for the client side: trusting another CA, the handshake fails."""
+    import requests
+
+    lay = certs.Layout(certs_dir)
+    with probe.session(certs_dir, "alice") as s:
+        s.verify = str(lay.rogue_cert)
+        with pytest.raises(requests.exceptions.SSLError, match="certificate verify failed"):
+            s.get(probe.nlb_url(nlb_port), timeout=5)
+
+
+def test_tls_passes_through_untouched(lab_stack, docker_client, certs_dir, nlb_port):
+    """The certificate the client sees is the backends' own, and the NLB holds no server key."""
+    import socket
+    import ssl
+
+    nlb = probe.compose_container(docker_client, lab_stack.settings.project, "nlb")
+    mounted = [m["Source"] for m in nlb.attrs["Mounts"]]
+    assert not any(src.endswith("/server") or src.endswith(".key") for src in mounted), mounted
+
+    ctx = ssl.create_default_context(cafile=str(certs.Layout(certs_dir).ca_cert))
+    with socket.create_connection(("127.0.0.1", nlb_port), timeout=5) as raw:
+        with ctx.wrap_socket(raw, server_hostname="www.lab.test") as tls:
+            served = x509.load_der_x509_certificate(tls.getpeercert(binary_form=True))
+    assert served == certs.load_cert(certs.Layout(certs_dir).server_cert)

@@ -1,0 +1,139 @@
+"""The PKI: every certificate is what its name says, checked with cryptography and openssl."""
+
+import datetime as dt
+import shutil
+import stat
+import subprocess
+
+import pytest
+from cryptography import x509
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from lab import certs, pki
+
+NOW = pki.utcnow()
+
+
+def load(path):
+    return x509.load_pem_x509_certificate(path.read_bytes())
+
+
+def eku(cert):
+    return list(cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value)
+
+
+def test_ca_is_a_proper_ca(layout):
+    ca = load(layout.ca_cert)
+    bc = ca.extensions.get_extension_for_class(x509.BasicConstraints)
+    ku = ca.extensions.get_extension_for_class(x509.KeyUsage)
+    assert bc.critical and bc.value.ca
+    assert ku.critical and ku.value.key_cert_sign and ku.value.crl_sign
+    assert ca.issuer == ca.subject
+    ca.verify_directly_issued_by(ca)
+
+
+def test_server_certificate_names_and_usage(layout):
+    server = load(layout.server_cert)
+    sans = server.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert "www.lab.test" in sans.get_values_for_type(x509.DNSName)
+    assert "localhost" in sans.get_values_for_type(x509.DNSName)
+    assert [str(ip) for ip in sans.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
+    assert eku(server) == [ExtendedKeyUsageOID.SERVER_AUTH]
+    server.verify_directly_issued_by(load(layout.ca_cert))
+
+
+# (client, issued by, clientAuth EKU?, valid now?)
+CLIENT_FACTS = [
+    pytest.param("alice", "lab", True, True, id="alice"),
+    pytest.param("bob", "lab", True, True, id="bob"),
+    pytest.param("expired", "lab", True, False, id="expired"),
+    pytest.param("not-yet-valid", "lab", True, False, id="not-yet-valid"),
+    pytest.param("revoked", "lab", True, True, id="revoked"),
+    pytest.param("rogue-ca", "rogue", True, True, id="rogue-ca"),
+    pytest.param("self-signed", "self", True, True, id="self-signed"),
+    pytest.param("no-client-eku", "lab", False, True, id="no-client-eku"),
+]
+
+
+@pytest.mark.parametrize("name, issuer, client_auth, valid_now", CLIENT_FACTS)
+def test_client_certificate_facts(layout, name, issuer, client_auth, valid_now):
+    cert = load(layout.client_cert(name))
+    expected_issuer = {"lab": layout.ca_cert, "rogue": layout.rogue_cert,
+                       "self": layout.client_cert(name)}[issuer]
+    cert.verify_directly_issued_by(load(expected_issuer))
+    assert (ExtendedKeyUsageOID.CLIENT_AUTH in eku(cert)) is client_auth
+    assert (cert.not_valid_before_utc <= NOW < cert.not_valid_after_utc) is valid_now
+    assert cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)[0].value == name
+
+
+def test_expired_and_future_windows(layout):
+    assert load(layout.client_cert("expired")).not_valid_after_utc < NOW
+    assert load(layout.client_cert("not-yet-valid")).not_valid_before_utc > NOW + dt.timedelta(days=1)
+
+
+def test_crl_lists_exactly_the_revoked_serial(layout):
+    crl = certs.load_crl(layout.crl)
+    revoked = load(layout.client_cert("revoked")).serial_number
+    assert [r.serial_number for r in crl] == [revoked]
+    assert crl.get_revoked_certificate_by_serial_number(load(layout.client_cert("alice")).serial_number) is None
+    assert crl.is_signature_valid(load(layout.ca_cert).public_key())
+    assert crl.next_update_utc > NOW + certs.RENEW_BEFORE
+
+
+def test_private_keys_are_0600(layout):
+    keys = [layout.ca_key, layout.rogue_key, layout.server_key, layout.health_key, layout.health_pem]
+    keys += [layout.client_key(n) for n in certs.CLIENT_NAMES]
+    for path in keys:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    assert stat.S_IMODE(layout.ca_cert.stat().st_mode) == 0o644
+
+
+OPENSSL_VERDICTS = [
+    pytest.param("alice", "OK", id="alice"),
+    pytest.param("expired", "certificate has expired", id="expired"),
+    pytest.param("not-yet-valid", "certificate is not yet valid", id="not-yet-valid"),
+    pytest.param("revoked", "certificate revoked", id="revoked"),
+    pytest.param("rogue-ca", "unable to get local issuer certificate", id="rogue-ca"),
+    pytest.param("self-signed", "self-signed certificate", id="self-signed"),
+    pytest.param("no-client-eku", "unsuitable certificate purpose", id="no-client-eku"),
+]
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl CLI not installed")
+@pytest.mark.parametrize("name, verdict", OPENSSL_VERDICTS)
+def test_openssl_verify_agrees(layout, name, verdict):
+    """A second opinion from a tool we did not write: openssl verify as a TLS server would."""
+    proc = subprocess.run(
+        ["openssl", "verify", "-CAfile", str(layout.ca_cert), "-crl_check", "-CRLfile", str(layout.crl),
+         "-purpose", "sslclient", str(layout.client_cert(name))],
+        capture_output=True, text=True, check=False)
+    output = proc.stdout + proc.stderr
+    if verdict == "OK":
+        assert proc.returncode == 0 and output.strip().endswith(": OK"), output
+    else:
+        assert proc.returncode != 0 and verdict in output.replace("self signed", "self-signed"), output
+
+
+def test_health_pem_is_chain_then_key(layout):
+    data = layout.health_pem.read_bytes()
+    assert data.startswith(b"-----BEGIN CERTIFICATE-----")
+    assert b"PRIVATE KEY-----" in data and data.index(b"PRIVATE KEY") > data.index(b"END CERTIFICATE")
+
+
+def test_intermediate_chain_verifies():
+    root = pki.CA()
+    inter = root.create_child_ca("mTLS Lab Issuing CA")
+    leaf = inter.issue_cert("carol")
+    assert len(leaf.cert_chain_pems) == 2
+    leaf.cert.verify_directly_issued_by(inter.cert)
+    inter.cert.verify_directly_issued_by(root.cert)
+    assert inter.cert.extensions.get_extension_for_class(x509.BasicConstraints).value.path_length == 0
+
+
+def test_bad_inputs_raise_value_error():
+    with pytest.raises(ValueError, match="unknown key type 'dsa'"):
+        pki.generate_key("dsa")
+    with pytest.raises(ValueError, match="unknown usage 'email'"):
+        pki.CA().issue_cert("x", usage="email")
+    with pytest.raises(ValueError, match="must be later than"):
+        pki.CA().issue_cert("x", not_before=NOW, not_after=NOW - dt.timedelta(days=1))

@@ -1,0 +1,77 @@
+"""Rendering: the configs carry the design's decisions (syntax is checked in the images,
+tests/integration/test_config_check.py)."""
+
+from lab import render
+from lab.settings import Settings
+
+
+def settings(tmp_path, **env):
+    return Settings.from_env(env={"LAB_HOME": str(tmp_path), **env})
+
+
+def test_haproxy_is_a_tcp_passthrough_with_source_ip_stickiness(tmp_path):
+    cfg = render.haproxy_cfg(settings(tmp_path, LAB_STICK_EXPIRE="45m"))
+    assert "mode tcp" in cfg and "mode http" in cfg.split("frontend stats")[1]
+    assert "stick-table type ip size 1m expire 45m" in cfg
+    assert "stick on src" in cfg
+    assert "send-proxy-v2" in cfg
+    assert "server web1 198.51.100.11:443" in cfg and "server web2 198.51.100.12:443" in cfg
+    assert "server sorry 198.51.100.13:443 backup non-stick" in cfg
+    # the passthrough frontend never terminates TLS
+    assert " ssl " not in cfg.split("frontend nlb")[1].split("backend web")[0]
+
+
+def test_nginx_backend_demands_client_cert_and_trusts_proxy_only_from_lb(tmp_path):
+    conf = render.nginx_conf(settings(tmp_path, LAB_VPC_SUBNET="198.18.9.0/24"), "web2")
+    assert "listen 443 ssl proxy_protocol;" in conf
+    assert "ssl_verify_client on;" in conf and "ssl_crl /etc/lab/crl.pem;" in conf
+    assert "ssl_protocols TLSv1.2 TLSv1.3;" in conf
+    assert "set_real_ip_from 198.18.9.10;" in conf and conf.count("set_real_ip_from") == 1
+    assert '"backend":"web2"' in conf
+
+
+def test_sorry_page_asks_no_certificate_and_answers_503(tmp_path):
+    conf = render.nginx_conf(settings(tmp_path), "sorry")
+    assert "ssl_verify_client" not in conf
+    assert "return 503" in conf
+
+
+def test_unknown_server_name(tmp_path):
+    import pytest
+    with pytest.raises(ValueError, match="unknown web server 'web3'"):
+        render.nginx_conf(settings(tmp_path), "web3")
+
+
+def test_render_writes_files_and_a_hash_that_follows_content(tmp_path):
+    s = settings(tmp_path)
+    first = render.render(s, {"nginx": "mtls-lab/nginx:x"})
+    assert (s.build_dir / "haproxy" / "haproxy.cfg").exists()
+    assert (s.build_dir / "nginx" / "sorry" / "nginx.conf").exists()
+    env_text = first.env_file.read_text()
+    assert "LAB_IMAGE_NGINX='mtls-lab/nginx:x'" in env_text
+    assert "LAB_CLIENT_EXTRA_IPS='203.0.113.100 203.0.113.101" in env_text
+    assert render.render(s, {"nginx": "mtls-lab/nginx:x"}).config_hash == first.config_hash
+    changed = render.render(s.with_(stick_expire="5m"), {"nginx": "mtls-lab/nginx:x"})
+    assert changed.config_hash != first.config_hash
+
+
+def test_port_zero_renders_empty_so_docker_picks(tmp_path):
+    r = render.render(settings(tmp_path, LAB_NLB_PORT="0"), {})
+    assert r.env["LAB_NLB_PORT"] == ""
+
+
+def test_image_tag_ignores_templates_but_follows_the_dockerfile(tmp_path):
+    from lab import images
+
+    (tmp_path / "Dockerfile").write_text("FROM debian:bookworm-slim\n")
+    (tmp_path / ".dockerignore").write_text("# mounted at run time\n*.j2\nsorry/\n")
+    (tmp_path / "x.conf.j2").write_text("a")
+    (tmp_path / "sorry").mkdir()
+    (tmp_path / "sorry" / "sorry.html").write_text("b")
+    before = images.context_hash(tmp_path, "base1")
+    (tmp_path / "x.conf.j2").write_text("changed")
+    (tmp_path / "sorry" / "sorry.html").write_text("changed")
+    assert images.context_hash(tmp_path, "base1") == before
+    assert images.context_hash(tmp_path, "base2") != before
+    (tmp_path / "Dockerfile").write_text("FROM debian:bookworm-slim\nRUN true\n")
+    assert images.context_hash(tmp_path, "base1") != before

@@ -1,0 +1,51 @@
+"""Settings: defaults, overrides, and a one-line message naming the fix for each bad value."""
+
+import ipaddress
+
+import pytest
+
+from lab.settings import Settings
+
+
+def test_defaults_use_documentation_ranges():
+    s = Settings.from_env(env={})
+    assert s.project == "mtls-lab" and s.nlb_port == 8443 and s.bind == "127.0.0.1"
+    assert s.internet_subnet == ipaddress.IPv4Network("203.0.113.0/24")
+    assert s.vpc_subnet == ipaddress.IPv4Network("198.51.100.0/24")
+
+
+def test_address_plan():
+    s = Settings.from_env(env={"LAB_INTERNET_SUBNET": "198.18.7.0/24", "LAB_VPC_SUBNET": "198.18.8.0/24",
+                               "LAB_CLIENT_IPS": "3"})
+    assert (s.nlb_public_ip, s.nlb_vpc_ip) == ("198.18.7.10", "198.18.8.10")
+    assert (s.backend_ip("web1"), s.backend_ip("web2"), s.sorry_ip) == ("198.18.8.11", "198.18.8.12", "198.18.8.13")
+    assert s.client_ip == "198.18.7.20"
+    assert s.client_extra_ips == ["198.18.7.100", "198.18.7.101", "198.18.7.102"]
+    assert s.internet_gateway == "198.18.7.1"
+
+
+def test_port_zero_means_any_free_port():
+    assert Settings.from_env(env={"LAB_NLB_PORT": "0"}).nlb_port == 0
+
+
+BAD = [
+    pytest.param({"LAB_NLB_PORT": "http"}, r"LAB_NLB_PORT='http' is not a port number: use 1-65535", id="port-word"),
+    pytest.param({"LAB_NLB_PORT": "70000"}, r"LAB_NLB_PORT=70000 is out of range", id="port-range"),
+    pytest.param({"LAB_STATS_PORT": "8443"}, r"must differ", id="port-clash"),
+    pytest.param({"LAB_INTERNET_SUBNET": "10.0.0.0/33"}, r"LAB_INTERNET_SUBNET='10.0.0.0/33' is not an IPv4 subnet", id="subnet-bad"),
+    pytest.param({"LAB_INTERNET_SUBNET": "203.0.113.0/28"}, r"too small: the lab needs a /24", id="subnet-small"),
+    pytest.param({"LAB_VPC_SUBNET": "203.0.113.0/24"}, r"overlaps LAB_VPC_SUBNET", id="subnet-overlap"),
+    pytest.param({"LAB_VPC_SUBNET": "127.0.0.0/8"}, r"reserved range", id="subnet-loopback"),
+    pytest.param({"LAB_STICK_EXPIRE": "30 minutes"}, r"not a HAProxy time: use a number and a unit, e\.g\. 30m", id="expiry"),
+    pytest.param({"LAB_STICK_EXPIRE": "0s"}, r"not a HAProxy time", id="expiry-zero"),
+    pytest.param({"LAB_CLIENT_IPS": "500"}, r"LAB_CLIENT_IPS=500 is out of range: use 1-64", id="count"),
+    pytest.param({"LAB_PROJECT": "My Lab"}, r"LAB_PROJECT='My Lab': use lowercase", id="project"),
+    pytest.param({"LAB_BIND": "localhost"}, r"LAB_BIND='localhost' is not an IP address", id="bind"),
+    pytest.param({"LAB_KEY_TYPE": "dsa"}, r"LAB_KEY_TYPE='dsa': use one of ec, rsa", id="key-type"),
+]
+
+
+@pytest.mark.parametrize("env, message", BAD)
+def test_bad_settings_name_the_fix(env, message):
+    with pytest.raises(ValueError, match=message):
+        Settings.from_env(env=env)
