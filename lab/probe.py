@@ -16,8 +16,8 @@ from pathlib import Path
 import docker
 import requests
 
-from .certs import Layout
-from .errors import StackError
+from .certs import CLIENT_NAMES, Layout
+from .errors import CertsMissing, StackError
 
 CLIENT_CERTS = "/certs"  # where compose mounts certs/ca.pem and certs/clients in the client
 
@@ -30,6 +30,10 @@ def session(certs_dir: Path, client: str | None = None) -> requests.Session:
         client: a name under certs/clients, or None for no client certificate.
     """
     lay = Layout(Path(certs_dir))
+    needed = [lay.ca_cert] + ([lay.client_cert(client), lay.client_key(client)] if client else [])
+    for path in needed:
+        if not path.exists():
+            raise CertsMissing(f"{path} is missing: run `lab certs` (clients: {', '.join(CLIENT_NAMES)})")
     s = requests.Session()
     s.trust_env = False  # ignore REQUESTS_CA_BUNDLE and proxies: talk to the lab only
     s.verify = str(lay.ca_cert)

