@@ -3,7 +3,8 @@
 Layout (all under the certs folder, git-ignored; keys 0600):
 
     ca.pem, ca.key            lab root CA: the trust anchor every server is given
-    crl.pem                   the lab CA's revocation list (lists "revoked")
+    intermediate-ca.pem, .key an issuing CA under the root (signs "carol")
+    crl.pem                   one CRL per CA in the chain, root's first (lists "revoked")
     rogue-ca.pem, rogue-ca.key  a second CA nobody trusts
     server/server.crt, .key   www.lab.test (SANs www.lab.test, localhost, 127.0.0.1, ...)
     health/health.crt, .key, health.pem   the load balancer's health-check identity
@@ -20,10 +21,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
@@ -42,7 +45,7 @@ class ClientSpec:
     """One client certificate and the lesson it teaches."""
 
     name: str
-    issuer: str  # "lab", "rogue" or "self"
+    issuer: str  # "lab", "intermediate", "rogue" or "self"
     demonstrates: str
     usage: str = "client"
     window: str = "valid"  # "valid", "expired" or "future"
@@ -52,6 +55,8 @@ class ClientSpec:
 CLIENTS = (
     ClientSpec("alice", "lab", "a valid client: accepted"),
     ClientSpec("bob", "lab", "a second valid client: accepted"),
+    ClientSpec("carol", "intermediate",
+               "issued by the intermediate CA, sends the chain: accepted (ssl_verify_depth 2)"),
     ClientSpec("expired", "lab", "validity ended yesterday: refused (certificate has expired)",
                window="expired"),
     ClientSpec("not-yet-valid", "lab", "validity starts in 30 days: refused (not yet valid)",
@@ -77,6 +82,10 @@ class Layout:
     def ca_key(self): return self.root / "ca.key"
     @property
     def crl(self): return self.root / "crl.pem"
+    @property
+    def intermediate_cert(self): return self.root / "intermediate-ca.pem"
+    @property
+    def intermediate_key(self): return self.root / "intermediate-ca.key"
     @property
     def rogue_cert(self): return self.root / "rogue-ca.pem"
     @property
@@ -108,7 +117,7 @@ class Layout:
 
     def required(self) -> list[Path]:
         """Every file the running stack mounts or a client needs."""
-        files = [self.ca_cert, self.ca_key, self.crl, self.server_cert, self.server_key,
+        files = [self.ca_cert, self.ca_key, self.intermediate_cert, self.crl, self.server_cert, self.server_key,
                  self.health_cert, self.health_key, self.health_pem]
         for name in CLIENT_NAMES:
             files += [self.client_cert(name), self.client_key(name)]
@@ -117,10 +126,6 @@ class Layout:
 
 def load_cert(path: Path) -> x509.Certificate:
     return x509.load_pem_x509_certificate(Path(path).read_bytes())
-
-
-def load_crl(path: Path) -> x509.CertificateRevocationList:
-    return x509.load_pem_x509_crl(Path(path).read_bytes())
 
 
 def _key_type_of(cert: x509.Certificate) -> str:
@@ -214,20 +219,19 @@ def ensure_pki(root: Path, *, key_type: str | None = None, force: bool = False,
             ca = None
     key_type = key_type or "ec"
     if ca is None:
-        # A new CA invalidates every leaf: reissue them all.
+        # A new root invalidates everything under it: the checks below reissue it all.
         ca = pki.CA("mTLS Lab Root CA", key_type=key_type)
         ca.cert_pem.write_to_path(lay.ca_cert)
         ca.private_key_pem.write_to_path(lay.ca_key)
         issued.append("lab CA")
-        fresh = True
-    else:
-        fresh = False
-        if lay.crl.exists():
-            try:
-                for entry in load_crl(lay.crl):
-                    ca.revoke(entry.serial_number, entry.revocation_date_utc)
-            except ValueError:
-                pass
+
+    inter = None if force else _load_ca(lay.intermediate_cert, lay.intermediate_key, parent=ca)
+    if inter is None or not _signed_by(inter.cert, ca) or \
+            inter.cert.not_valid_after_utc < now + RENEW_BEFORE:
+        inter = ca.create_child_ca("mTLS Lab Issuing CA", key_type=key_type)
+        inter.cert_pem.write_to_path(lay.intermediate_cert)
+        inter.private_key_pem.write_to_path(lay.intermediate_key)
+        issued.append("intermediate CA")
 
     rogue = None if force else _load_ca(lay.rogue_cert, lay.rogue_key)
     if rogue is None:
@@ -235,15 +239,22 @@ def ensure_pki(root: Path, *, key_type: str | None = None, force: bool = False,
         rogue.cert_pem.write_to_path(lay.rogue_cert)
         rogue.private_key_pem.write_to_path(lay.rogue_key)
         issued.append("rogue CA")
-    issuers = {"lab": ca, "rogue": rogue}
+    issuers = {"lab": ca, "intermediate": inter, "rogue": rogue, "self": None}
+
+    # Keep what the current CRLs revoke (when they were signed by these CAs).
+    for crl in load_crls(lay.crl):
+        for authority in (ca, inter):
+            if crl.issuer == authority.cert.subject and crl.is_signature_valid(authority.cert.public_key()):
+                for entry in crl:
+                    authority.revoke(entry.serial_number, entry.revocation_date_utc)
 
     def current(cert_path, key_path, window="valid", issuer=ca):
-        if fresh:
+        if force:
             return False
         cert = _pair_ok(cert_path, key_path)
         if cert is None or not _still_demonstrates(cert, window, now):
             return False
-        return issuer is None or cert.issuer == issuer.cert.subject
+        return _signed_by(cert, issuer) if issuer else cert.issuer == cert.subject
 
     if not current(lay.server_cert, lay.server_key):
         leaf = ca.issue_cert(SERVER_NAME, sans=SERVER_SANS, usage="server", key_type=key_type)
@@ -260,47 +271,76 @@ def ensure_pki(root: Path, *, key_type: str | None = None, force: bool = False,
         issued.append("health")
 
     for spec in CLIENTS:
-        issuer = issuers.get(spec.issuer)
+        issuer = issuers[spec.issuer]
         cert_path, key_path = lay.client_cert(spec.name), lay.client_key(spec.name)
-        if current(cert_path, key_path, spec.window, issuer if spec.issuer != "self" else None):
+        if current(cert_path, key_path, spec.window, issuer):
             continue
-        if spec.issuer == "self":
+        if issuer is None:
             leaf = pki.self_signed(spec.name, usage=spec.usage, key_type=key_type)
         else:
             leaf = issuer.issue_cert(spec.name, usage=spec.usage, key_type=key_type,
                                      unit="clients", **_window_args(spec.window, now))
-        leaf.chain_pem.write_to_path(cert_path)
+        leaf.chain_pem.write_to_path(cert_path)  # leaf, then any intermediate
         leaf.private_key_pem.write_to_path(key_path)
         if spec.revoked:
-            ca.revoke(leaf)
+            issuer.revoke(leaf)
         issued.append(spec.name)
 
     crl_signed = False
-    if issued or _crl_due(lay.crl, ca, now):
-        ca.crl_pem(last_update=now - pki.CLOCK_SKEW).write_to_path(lay.crl)
+    if issued or _crls_due(lay.crl, (ca, inter), now):
+        # One file, one CRL per CA in the chain: nginx's ssl_crl needs them all.
+        bundle = b"".join(authority.crl_pem(last_update=now - pki.CLOCK_SKEW).bytes()
+                          for authority in (ca, inter))
+        pki.write_file(lay.crl, bundle)
         crl_signed = True
     if issued or crl_signed or not lay.manifest.exists():
         _write_manifest(lay, key_type)
     return PkiReport(lay.root, key_type, issued, crl_signed)
 
 
-def _load_ca(cert_path: Path, key_path: Path) -> pki.CA | None:
+def _signed_by(cert: x509.Certificate, authority: pki.CA) -> bool:
+    if cert.issuer != authority.cert.subject:
+        return False
+    try:
+        cert.verify_directly_issued_by(authority.cert)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
+def _load_ca(cert_path: Path, key_path: Path, parent: pki.CA | None = None) -> pki.CA | None:
     if not (cert_path.exists() and key_path.exists()):
         return None
     try:
-        return pki.CA.from_pem(cert_path.read_bytes(), key_path.read_bytes())
+        return pki.CA.from_pem(cert_path.read_bytes(), key_path.read_bytes(), parent=parent)
     except ValueError:
         return None
 
 
-def _crl_due(path: Path, ca: pki.CA, now: dt.datetime) -> bool:
+def load_crls(path: Path) -> list:
+    """Every CRL in a PEM bundle (crl.pem holds the root's, then the intermediate's)."""
     try:
-        crl = load_crl(path)
-    except (OSError, ValueError):
-        return True
-    if crl.issuer != ca.cert.subject or not crl.is_signature_valid(ca.private_key.public_key()):
-        return True
-    return crl.next_update_utc is None or crl.next_update_utc < now + RENEW_BEFORE
+        data = Path(path).read_bytes()
+    except OSError:
+        return []
+    crls = []
+    for block in re.findall(rb"-----BEGIN X509 CRL-----.+?-----END X509 CRL-----", data, re.S):
+        try:
+            crls.append(x509.load_pem_x509_crl(block))
+        except ValueError:
+            continue
+    return crls
+
+
+def _crls_due(path: Path, authorities, now: dt.datetime) -> bool:
+    crls = {crl.issuer: crl for crl in load_crls(path)}
+    for authority in authorities:
+        crl = crls.get(authority.cert.subject)
+        if crl is None or not crl.is_signature_valid(authority.cert.public_key()):
+            return True
+        if crl.next_update_utc is None or crl.next_update_utc < now + RENEW_BEFORE:
+            return True
+    return False
 
 
 def _describe(cert: x509.Certificate) -> dict:
@@ -314,16 +354,20 @@ def _describe(cert: x509.Certificate) -> dict:
 
 
 def _write_manifest(lay: Layout, key_type: str) -> None:
-    crl = load_crl(lay.crl)
     doc = {
         "key_type": key_type,
         "ca": _describe(load_cert(lay.ca_cert)),
+        "intermediate_ca": _describe(load_cert(lay.intermediate_cert)),
         "server": _describe(load_cert(lay.server_cert)),
-        "crl": {
-            "last_update": crl.last_update_utc.isoformat(),
-            "next_update": crl.next_update_utc.isoformat(),
-            "revoked_serials": [format(r.serial_number, "X") for r in crl],
-        },
+        "crls": [
+            {
+                "issuer": crl.issuer.rfc4514_string(),
+                "last_update": crl.last_update_utc.isoformat(),
+                "next_update": crl.next_update_utc.isoformat(),
+                "revoked_serials": [format(r.serial_number, "X") for r in crl],
+            }
+            for crl in load_crls(lay.crl)
+        ],
         "clients": {
             spec.name: {**_describe(load_cert(lay.client_cert(spec.name))),
                         "demonstrates": spec.demonstrates}

@@ -17,7 +17,7 @@ import jinja2
 
 from .certs import SERVER_NAME, Layout
 from .pki import write_file
-from .settings import BACKENDS, REPO_ROOT, Settings
+from .settings import BACKENDS, DIRECT_PORT, REPO_ROOT, Settings
 
 BANNER = "Rendered by `lab` from {template}: edit the template, not this file."
 COMPOSE_FILE = REPO_ROOT / "compose" / "compose.yaml"
@@ -54,7 +54,7 @@ def haproxy_cfg(settings: Settings, env: jinja2.Environment | None = None) -> st
         check_inter=settings.check_inter,
         check_fall=settings.check_fall,
         check_rise=settings.check_rise,
-        check_timeout="2s",
+        check_timeout="1s",
         backends=[{"name": name, "ip": settings.backend_ip(name)} for name in BACKENDS],
         sorry_ip=settings.sorry_ip,
     )
@@ -71,6 +71,8 @@ def nginx_conf(settings: Settings, name: str, env: jinja2.Environment | None = N
         name=name,
         server_name=SERVER_NAME,
         trusted_proxies=[settings.nlb_vpc_ip],
+        direct_port=None if name == "sorry" else DIRECT_PORT,
+        # leaf + intermediate: a client may send a chain one CA below the trusted root
         verify_depth=2,
         error_log_level="notice",
     )
@@ -90,6 +92,8 @@ def compose_env(settings: Settings, images: dict, config_hash: str) -> dict:
         "LAB_NLB_PORT": port(settings.nlb_port),
         "LAB_STATS_PORT": port(settings.stats_port),
         "LAB_API_PORT": port(settings.api_port),
+        "LAB_WEB1_PORT": port(settings.web1_port),
+        "LAB_WEB2_PORT": port(settings.web2_port),
         "LAB_INTERNET_SUBNET": str(settings.internet_subnet),
         "LAB_VPC_SUBNET": str(settings.vpc_subnet),
         "LAB_NLB_PUBLIC_IP": settings.nlb_public_ip,
@@ -118,15 +122,20 @@ def render(settings: Settings, images: dict) -> Rendered:
     """
     env = environment()
     build = settings.build_dir
-    files = {build / "haproxy" / "haproxy.cfg": haproxy_cfg(settings, env)}
+    files = {build / "haproxy" / "haproxy.cfg": haproxy_cfg(settings, env).encode()}
     for name in BACKENDS + ("sorry",):
-        files[build / "nginx" / name / "nginx.conf"] = nginx_conf(settings, name, env)
-    digest = hashlib.sha256()
-    for path, text in sorted(files.items()):
-        write_file(path, text.encode())
-        digest.update(str(path.relative_to(build)).encode() + b"\0" + text.encode())
+        files[build / "nginx" / name / "nginx.conf"] = nginx_conf(settings, name, env).encode()
+    # The public trust material travels with the configs (a folder mount, so a renewed
+    # CRL is seen after `nginx -s reload`); private keys stay in certs/.
     lay = Layout(Path(settings.certs_dir))
-    for mounted in (lay.ca_cert, lay.crl, lay.server_cert, lay.health_cert):
+    for src, dst in ((lay.ca_cert, "ca.pem"), (lay.crl, "crl.pem")):
+        if src.exists():
+            files[build / "trust" / dst] = src.read_bytes()
+    digest = hashlib.sha256()
+    for path, data in sorted(files.items()):
+        write_file(path, data)
+        digest.update(str(path.relative_to(build)).encode() + b"\0" + data)
+    for mounted in (lay.server_cert, lay.health_cert):
         if mounted.exists():
             digest.update(mounted.read_bytes())
     config_hash = digest.hexdigest()[:16]

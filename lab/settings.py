@@ -22,6 +22,8 @@ DEFAULTS = {
     "LAB_NLB_PORT": "8443",
     "LAB_STATS_PORT": "8404",
     "LAB_API_PORT": "9999",
+    "LAB_WEB1_PORT": "8441",
+    "LAB_WEB2_PORT": "8442",
     # Documentation ranges (RFC 5737): never a user's real network.
     "LAB_INTERNET_SUBNET": "203.0.113.0/24",
     "LAB_VPC_SUBNET": "198.51.100.0/24",
@@ -40,6 +42,7 @@ CLIENT_EXTRA_FIRST = 100
 BACKEND_HOSTS = {"web1": 11, "web2": 12}
 SORRY_HOST = 13
 BACKENDS = tuple(BACKEND_HOSTS)
+DIRECT_PORT = 8443  # the backends' diagnostic listener without PROXY protocol (container side)
 SERVICES = ("nlb", "web1", "web2", "sorry", "client")
 
 _PROJECT_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -93,6 +96,8 @@ class Settings:
     nlb_port: int = 8443
     stats_port: int = 8404
     api_port: int = 9999
+    web1_port: int = 8441
+    web2_port: int = 8442
     internet_subnet: ipaddress.IPv4Network = ipaddress.IPv4Network(DEFAULTS["LAB_INTERNET_SUBNET"])
     vpc_subnet: ipaddress.IPv4Network = ipaddress.IPv4Network(DEFAULTS["LAB_VPC_SUBNET"])
     stick_expire: str = "30m"
@@ -115,9 +120,9 @@ class Settings:
         if self.internet_subnet.overlaps(self.vpc_subnet):
             raise ValueError(f"LAB_INTERNET_SUBNET {self.internet_subnet} overlaps LAB_VPC_SUBNET "
                              f"{self.vpc_subnet}: give them separate ranges")
-        ports = [p for p in (self.nlb_port, self.stats_port, self.api_port) if p]
+        ports = [p for p in self.host_ports.values() if p]
         if len(ports) != len(set(ports)):
-            raise ValueError(f"LAB_NLB_PORT, LAB_STATS_PORT and LAB_API_PORT must differ (got {ports})")
+            raise ValueError(f"{', '.join(self.host_ports)} must differ (got {ports})")
         if self.key_type is not None and self.key_type not in KEY_TYPES:
             raise ValueError(f"LAB_KEY_TYPE={self.key_type!r}: use one of {', '.join(KEY_TYPES)}")
         if self.certs_dir is None:
@@ -142,6 +147,8 @@ class Settings:
             nlb_port=_port("LAB_NLB_PORT", get("LAB_NLB_PORT")),
             stats_port=_port("LAB_STATS_PORT", get("LAB_STATS_PORT")),
             api_port=_port("LAB_API_PORT", get("LAB_API_PORT")),
+            web1_port=_port("LAB_WEB1_PORT", get("LAB_WEB1_PORT")),
+            web2_port=_port("LAB_WEB2_PORT", get("LAB_WEB2_PORT")),
             internet_subnet=_subnet("LAB_INTERNET_SUBNET", get("LAB_INTERNET_SUBNET")),
             vpc_subnet=_subnet("LAB_VPC_SUBNET", get("LAB_VPC_SUBNET")),
             stick_expire=_time("LAB_STICK_EXPIRE", get("LAB_STICK_EXPIRE")),
@@ -159,6 +166,13 @@ class Settings:
 
     def with_(self, **changes) -> "Settings":
         return replace(self, **changes)
+
+    @property
+    def host_ports(self) -> dict:
+        """Variable -> host port the lab publishes (0: Docker picks)."""
+        return {"LAB_NLB_PORT": self.nlb_port, "LAB_STATS_PORT": self.stats_port,
+                "LAB_API_PORT": self.api_port, "LAB_WEB1_PORT": self.web1_port,
+                "LAB_WEB2_PORT": self.web2_port}
 
     # -- folders -------------------------------------------------------------
     @property

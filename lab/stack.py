@@ -14,7 +14,7 @@ from pathlib import Path
 from . import certs, docker_env, images, render
 from .errors import CommandFailed, StackError
 from .proc import run, stream
-from .settings import SERVICES, Settings
+from .settings import DIRECT_PORT, SERVICES, Settings
 
 
 
@@ -103,8 +103,7 @@ class Stack:
         s = self.settings
         docker_env.check_subnets(dc, s.project, {"LAB_INTERNET_SUBNET": s.internet_subnet,
                                                  "LAB_VPC_SUBNET": s.vpc_subnet})
-        docker_env.check_ports(dc, s.bind, {"LAB_NLB_PORT": s.nlb_port, "LAB_STATS_PORT": s.stats_port,
-                                            "LAB_API_PORT": s.api_port}, self.published_ports())
+        docker_env.check_ports(dc, s.bind, s.host_ports, self.published_ports())
         try:
             with ui.task(f"Starting {s.project} (waiting for every service to be healthy)") as task:
                 self.compose.stream("up", "--detach", "--wait", "--wait-timeout", str(s.wait_timeout),
@@ -152,6 +151,10 @@ class Stack:
 
     def api_port(self) -> int:
         return self.compose.port("nlb", 9999)
+
+    def direct_port(self, backend: str) -> int:
+        """Host port of a backend's diagnostic listener (TLS, no PROXY protocol)."""
+        return self.compose.port(backend, DIRECT_PORT)
 
     def _failure_report(self, exc: CommandFailed) -> str:
         try:

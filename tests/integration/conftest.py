@@ -46,11 +46,11 @@ def docker_client():
 def lab_settings(tmp_path_factory, docker_client) -> Settings:
     """Settings for an isolated lab: unique project, free subnets, Docker-picked ports."""
     internet, vpc = docker_env.free_subnets(docker_client, 2)
+    any_port = {var: "0" for var in Settings().host_ports}
     return Settings.from_env(
-        env={},
+        env=any_port,
         project=f"mtlslab-test-{secrets.token_hex(3)}",
         home=tmp_path_factory.mktemp("lab"),
-        nlb_port=0, stats_port=0, api_port=0,
         internet_subnet=internet, vpc_subnet=vpc,
     )
 

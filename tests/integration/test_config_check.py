@@ -31,7 +31,7 @@ def haproxy_check(docker_client, settings, refs, cfg_dir):
     lay = certs.Layout(settings.certs_dir)
     return run_in(docker_client, refs["haproxy"], ["haproxy", "-c", "-f", "/etc/haproxy/lab/haproxy.cfg"], {
         str(cfg_dir): {"bind": "/etc/haproxy/lab", "mode": "ro"},
-        str(lay.ca_cert): {"bind": "/etc/lab/ca.pem", "mode": "ro"},
+        str(settings.build_dir / "trust"): {"bind": "/etc/lab/trust", "mode": "ro"},
         str(lay.health_dir): {"bind": "/etc/lab/health", "mode": "ro"},
     })
 
@@ -40,8 +40,7 @@ def nginx_check(docker_client, settings, refs, cfg_dir):
     lay = certs.Layout(settings.certs_dir)
     return run_in(docker_client, refs["nginx"], ["nginx", "-t", "-c", "/etc/nginx/lab/nginx.conf"], {
         str(cfg_dir): {"bind": "/etc/nginx/lab", "mode": "ro"},
-        str(lay.ca_cert): {"bind": "/etc/lab/ca.pem", "mode": "ro"},
-        str(lay.crl): {"bind": "/etc/lab/crl.pem", "mode": "ro"},
+        str(settings.build_dir / "trust"): {"bind": "/etc/lab/trust", "mode": "ro"},
         str(lay.server_dir): {"bind": "/etc/lab/server", "mode": "ro"},
     })
 

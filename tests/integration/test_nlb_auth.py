@@ -16,7 +16,7 @@ def cert(certs_dir, name):
     return certs.load_cert(certs.Layout(certs_dir).client_cert(name))
 
 
-@pytest.mark.parametrize("name", ["alice", "bob"])
+@pytest.mark.parametrize("name", ["alice", "bob", "carol"])
 def test_valid_client_is_authenticated_through_the_nlb(certs_dir, nlb_port, name):
     reply = probe.get(certs_dir, nlb_port, client=name)
     assert reply.status == 200, reply.body

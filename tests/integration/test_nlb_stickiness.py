@@ -69,7 +69,7 @@ def test_request_without_proxy_header_is_dropped_by_the_backend(lab_stack, docke
     nlb = probe.compose_container(docker_client, lab_stack.settings.project, "nlb")
     backend_ip = lab_stack.settings.backend_ip("web1")
     base = ["curl", "-sS", "--max-time", "5", "-o", "/dev/null", "-w", "%{http_code}",
-            "--cacert", "/etc/lab/ca.pem", "--cert", "/etc/lab/health/health.crt",
+            "--cacert", "/etc/lab/trust/ca.pem", "--cert", "/etc/lab/health/health.crt",
             "--key", "/etc/lab/health/health.key", "--resolve", f"www.lab.test:443:{backend_ip}",
             "https://www.lab.test/healthz"]
     rc_with, (out_with, _) = nlb.exec_run(base[:1] + ["--haproxy-protocol"] + base[1:], demux=True)

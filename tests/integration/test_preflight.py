@@ -11,6 +11,9 @@ import pytest
 
 from lab import docker_env, probe
 from lab.errors import CertsMissing, ComposeMissing
+from lab.settings import Settings
+
+ANY_PORT = {var: "0" for var in Settings().host_ports}
 
 
 def lab(*args, env):
@@ -31,8 +34,8 @@ def test_port_in_use_is_named_and_nothing_starts(tmp_path, docker_client):
         squatter.bind(("127.0.0.1", 0))
         squatter.listen()
         port = squatter.getsockname()[1]
-        proc = lab("up", env={"LAB_HOME": str(tmp_path), "LAB_PROJECT": project, "LAB_NLB_PORT": str(port),
-                              "LAB_STATS_PORT": "0", "LAB_API_PORT": "0",
+        proc = lab("up", env={**ANY_PORT, "LAB_HOME": str(tmp_path), "LAB_PROJECT": project,
+                              "LAB_NLB_PORT": str(port),
                               "LAB_INTERNET_SUBNET": str(internet), "LAB_VPC_SUBNET": str(vpc)})
     assert proc.returncode == 1, proc.stderr
     assert f"port {port} on 127.0.0.1 is in use by another program" in proc.stderr
@@ -47,8 +50,7 @@ def test_subnet_taken_by_another_network_is_named(tmp_path, docker_client):
     try:
         project = f"mtlslab-net-{secrets.token_hex(3)}"
         (vpc,) = docker_env.free_subnets(docker_client, 1)
-        proc = lab("up", env={"LAB_HOME": str(tmp_path), "LAB_PROJECT": project, "LAB_NLB_PORT": "0",
-                              "LAB_STATS_PORT": "0", "LAB_API_PORT": "0",
+        proc = lab("up", env={**ANY_PORT, "LAB_HOME": str(tmp_path), "LAB_PROJECT": project,
                               "LAB_INTERNET_SUBNET": str(taken), "LAB_VPC_SUBNET": str(vpc)})
     finally:
         other.remove()

@@ -44,19 +44,19 @@ def test_reissued_revoked_cert_is_still_revoked(tmp_path):
     lay.client_cert("revoked").unlink()
     certs.ensure_pki(tmp_path)
     serial = certs.load_cert(lay.client_cert("revoked")).serial_number
-    assert certs.load_crl(lay.crl).get_revoked_certificate_by_serial_number(serial) is not None
+    assert certs.load_crls(lay.crl)[0].get_revoked_certificate_by_serial_number(serial) is not None
 
 
 def test_crl_is_resigned_before_it_goes_stale(tmp_path):
     certs.ensure_pki(tmp_path)
     lay = certs.Layout(tmp_path)
-    next_update = certs.load_crl(lay.crl).next_update_utc
+    next_update = certs.load_crls(lay.crl)[0].next_update_utc
     later = next_update - dt.timedelta(days=3)  # inside the renewal window
     report = certs.ensure_pki(tmp_path, now=later)
     assert report.crl_signed
-    assert certs.load_crl(lay.crl).next_update_utc > next_update
+    assert certs.load_crls(lay.crl)[0].next_update_utc > next_update
     revoked = certs.load_cert(lay.client_cert("revoked")).serial_number
-    assert [r.serial_number for r in certs.load_crl(lay.crl)] == [revoked]
+    assert [r.serial_number for r in certs.load_crls(lay.crl)[0]] == [revoked]
 
 
 def test_not_yet_valid_is_reissued_when_its_start_comes(tmp_path):

@@ -46,6 +46,7 @@ def test_server_certificate_names_and_usage(layout):
 CLIENT_FACTS = [
     pytest.param("alice", "lab", True, True, id="alice"),
     pytest.param("bob", "lab", True, True, id="bob"),
+    pytest.param("carol", "intermediate", True, True, id="carol"),
     pytest.param("expired", "lab", True, False, id="expired"),
     pytest.param("not-yet-valid", "lab", True, False, id="not-yet-valid"),
     pytest.param("revoked", "lab", True, True, id="revoked"),
@@ -58,8 +59,8 @@ CLIENT_FACTS = [
 @pytest.mark.parametrize("name, issuer, client_auth, valid_now", CLIENT_FACTS)
 def test_client_certificate_facts(layout, name, issuer, client_auth, valid_now):
     cert = load(layout.client_cert(name))
-    expected_issuer = {"lab": layout.ca_cert, "rogue": layout.rogue_cert,
-                       "self": layout.client_cert(name)}[issuer]
+    expected_issuer = {"lab": layout.ca_cert, "intermediate": layout.intermediate_cert,
+                       "rogue": layout.rogue_cert, "self": layout.client_cert(name)}[issuer]
     cert.verify_directly_issued_by(load(expected_issuer))
     assert (ExtendedKeyUsageOID.CLIENT_AUTH in eku(cert)) is client_auth
     assert (cert.not_valid_before_utc <= NOW < cert.not_valid_after_utc) is valid_now
@@ -72,7 +73,7 @@ def test_expired_and_future_windows(layout):
 
 
 def test_crl_lists_exactly_the_revoked_serial(layout):
-    crl = certs.load_crl(layout.crl)
+    crl = certs.load_crls(layout.crl)[0]
     revoked = load(layout.client_cert("revoked")).serial_number
     assert [r.serial_number for r in crl] == [revoked]
     assert crl.get_revoked_certificate_by_serial_number(load(layout.client_cert("alice")).serial_number) is None
@@ -80,8 +81,24 @@ def test_crl_lists_exactly_the_revoked_serial(layout):
     assert crl.next_update_utc > NOW + certs.RENEW_BEFORE
 
 
+def test_crl_bundle_has_one_crl_per_ca_in_the_chain(layout):
+    root_crl, inter_crl = certs.load_crls(layout.crl)
+    assert root_crl.issuer == load(layout.ca_cert).subject
+    assert inter_crl.issuer == load(layout.intermediate_cert).subject
+    assert inter_crl.is_signature_valid(load(layout.intermediate_cert).public_key())
+    assert list(inter_crl) == []
+
+
+def test_carol_sends_her_chain(layout):
+    pems = layout.client_cert("carol").read_bytes().count(b"BEGIN CERTIFICATE")
+    assert pems == 2  # leaf + intermediate: the server trusts only the root
+    inter = load(layout.intermediate_cert)
+    inter.verify_directly_issued_by(load(layout.ca_cert))
+    assert inter.extensions.get_extension_for_class(x509.BasicConstraints).value.path_length == 0
+
+
 def test_private_keys_are_0600(layout):
-    keys = [layout.ca_key, layout.rogue_key, layout.server_key, layout.health_key, layout.health_pem]
+    keys = [layout.ca_key, layout.intermediate_key, layout.rogue_key, layout.server_key, layout.health_key, layout.health_pem]
     keys += [layout.client_key(n) for n in certs.CLIENT_NAMES]
     for path in keys:
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
@@ -90,6 +107,7 @@ def test_private_keys_are_0600(layout):
 
 OPENSSL_VERDICTS = [
     pytest.param("alice", "OK", id="alice"),
+    pytest.param("carol", "OK", id="carol"),
     pytest.param("expired", "certificate has expired", id="expired"),
     pytest.param("not-yet-valid", "certificate is not yet valid", id="not-yet-valid"),
     pytest.param("revoked", "certificate revoked", id="revoked"),
@@ -103,9 +121,10 @@ OPENSSL_VERDICTS = [
 @pytest.mark.parametrize("name, verdict", OPENSSL_VERDICTS)
 def test_openssl_verify_agrees(layout, name, verdict):
     """A second opinion from a tool we did not write: openssl verify as a TLS server would."""
+    # As a server does: the chain the client sends is untrusted, only ca.pem is trusted.
     proc = subprocess.run(
-        ["openssl", "verify", "-CAfile", str(layout.ca_cert), "-crl_check", "-CRLfile", str(layout.crl),
-         "-purpose", "sslclient", str(layout.client_cert(name))],
+        ["openssl", "verify", "-CAfile", str(layout.ca_cert), "-untrusted", str(layout.client_cert(name)),
+         "-crl_check_all", "-CRLfile", str(layout.crl), "-purpose", "sslclient", str(layout.client_cert(name))],
         capture_output=True, text=True, check=False)
     output = proc.stdout + proc.stderr
     if verdict == "OK":

@@ -24,7 +24,8 @@ def test_haproxy_is_a_tcp_passthrough_with_source_ip_stickiness(tmp_path):
 def test_nginx_backend_demands_client_cert_and_trusts_proxy_only_from_lb(tmp_path):
     conf = render.nginx_conf(settings(tmp_path, LAB_VPC_SUBNET="198.18.9.0/24"), "web2")
     assert "listen 443 ssl proxy_protocol;" in conf
-    assert "ssl_verify_client on;" in conf and "ssl_crl /etc/lab/crl.pem;" in conf
+    assert "ssl_verify_client on;" in conf and "ssl_crl /etc/lab/trust/crl.pem;" in conf
+    assert "listen 8443 ssl;" in conf  # the diagnostic listener, no PROXY protocol
     assert "ssl_protocols TLSv1.2 TLSv1.3;" in conf
     assert "set_real_ip_from 198.18.9.10;" in conf and conf.count("set_real_ip_from") == 1
     assert '"backend":"web2"' in conf
@@ -34,6 +35,7 @@ def test_sorry_page_asks_no_certificate_and_answers_503(tmp_path):
     conf = render.nginx_conf(settings(tmp_path), "sorry")
     assert "ssl_verify_client" not in conf
     assert "return 503" in conf
+    assert "listen 8443" not in conf  # no diagnostic listener on the sorry page
 
 
 def test_unknown_server_name(tmp_path):
