@@ -117,7 +117,7 @@ class Layout:
 
     def required(self) -> list[Path]:
         """Every file the running stack mounts or a client needs."""
-        files = [self.ca_cert, self.ca_key, self.intermediate_cert, self.crl, self.server_cert, self.server_key,
+        files = [self.ca_cert, self.ca_key, self.intermediate_cert, self.intermediate_key, self.crl, self.server_cert, self.server_key,
                  self.health_cert, self.health_key, self.health_pem]
         for name in CLIENT_NAMES:
             files += [self.client_cert(name), self.client_key(name)]
@@ -241,12 +241,7 @@ def ensure_pki(root: Path, *, key_type: str | None = None, force: bool = False,
         issued.append("rogue CA")
     issuers = {"lab": ca, "intermediate": inter, "rogue": rogue, "self": None}
 
-    # Keep what the current CRLs revoke (when they were signed by these CAs).
-    for crl in load_crls(lay.crl):
-        for authority in (ca, inter):
-            if crl.issuer == authority.cert.subject and crl.is_signature_valid(authority.cert.public_key()):
-                for entry in crl:
-                    authority.revoke(entry.serial_number, entry.revocation_date_utc)
+    _keep_revocations(lay.crl, (ca, inter))
 
     def current(cert_path, key_path, window="valid", issuer=ca):
         if force:
@@ -288,14 +283,43 @@ def ensure_pki(root: Path, *, key_type: str | None = None, force: bool = False,
 
     crl_signed = False
     if issued or _crls_due(lay.crl, (ca, inter), now):
-        # One file, one CRL per CA in the chain: nginx's ssl_crl needs them all.
-        bundle = b"".join(authority.crl_pem(last_update=now - pki.CLOCK_SKEW).bytes()
-                          for authority in (ca, inter))
-        pki.write_file(lay.crl, bundle)
+        pki.write_file(lay.crl, _bundle((ca, inter), now - pki.CLOCK_SKEW))
         crl_signed = True
     if issued or crl_signed or not lay.manifest.exists():
         _write_manifest(lay, key_type)
     return PkiReport(lay.root, key_type, issued, crl_signed)
+
+
+def _keep_revocations(crl_path: Path, authorities) -> None:
+    """Carry over what the current CRLs revoke (when signed by these same CAs)."""
+    for crl in load_crls(crl_path):
+        for authority in authorities:
+            if crl.issuer == authority.cert.subject and crl.is_signature_valid(authority.cert.public_key()):
+                for entry in crl:
+                    authority.revoke(entry.serial_number, entry.revocation_date_utc)
+
+
+def _bundle(authorities, last_update: dt.datetime, next_update: dt.datetime | None = None) -> bytes:
+    # One file, one CRL per CA in the chain: nginx's ssl_crl needs them all.
+    return b"".join(a.crl_pem(last_update=last_update, next_update=next_update).bytes()
+                    for a in authorities)
+
+
+def crl_bundle(root: Path, *, last_update: dt.datetime, next_update: dt.datetime) -> bytes:
+    """Sign a CRL bundle for the PKI in ``root`` with the given window, keeping its revocations.
+
+    A window in the past gives the stale CRL that makes nginx refuse every client.
+
+    Raises:
+        CertsMissing: when the CAs are not there.
+    """
+    lay = require_pki(root)
+    ca = _load_ca(lay.ca_cert, lay.ca_key)
+    inter = _load_ca(lay.intermediate_cert, lay.intermediate_key, parent=ca)
+    if ca is None or inter is None:
+        raise CertsMissing(f"the CAs in {lay.root} do not load: run `lab certs --force`")
+    _keep_revocations(lay.crl, (ca, inter))
+    return _bundle((ca, inter), last_update, next_update)
 
 
 def _signed_by(cert: x509.Certificate, authority: pki.CA) -> bool:

@@ -102,6 +102,14 @@ def down(obj):
 
 
 @cli.command()
+@pass_ctx
+def reload(obj):
+    """Re-render configs and reload nginx and HAProxy in place (e.g. after `lab certs`)."""
+    docker_env.ensure_compose()
+    Stack(obj.settings).reload(obj.ui)
+
+
+@cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @pass_ctx
 def status(obj, as_json):
@@ -134,6 +142,8 @@ def certs(obj, force, key_type):
         obj.ui.ok(f"issued {', '.join(report.issued)} ({report.key_type}) in {_rel(report.root)}")
     elif report.crl_signed:
         obj.ui.ok(f"re-signed the CRL in {_rel(report.root)}")
+    if report.changed:
+        obj.ui.info("  a running lab loads them with `lab reload` (or `lab up`)")
     else:
         obj.ui.ok(f"{_rel(report.root)} is complete and current ({report.key_type}); "
                   "`lab certs --force` renews it")
@@ -187,6 +197,96 @@ def api(obj, command):
     docker_env.ensure_compose()
     port = Stack(obj.settings).api_port()
     click.echo(RuntimeAPI(port, host="127.0.0.1").command(" ".join(command)).rstrip("\n"))
+
+
+@cli.group()
+def fault():
+    """Break a backend (or reload the load balancer) and see what clients see."""
+
+
+def _faults(obj):
+    from .fault import Faults
+
+    dc = docker_env.client()
+    docker_env.ensure_compose()
+    return Faults(Stack(obj.settings), dc)
+
+
+_KIND = click.argument("kind", type=click.Choice(["stop", "kill", "pause", "disconnect", "drain", "maint", "reload"]))
+_TARGET = click.argument("target", type=click.Choice(["web1", "web2", "all"]), default="web1")
+
+
+@fault.command("inject")
+@_KIND
+@_TARGET
+@pass_ctx
+def fault_inject(obj, kind, target):
+    """Apply a fault: stop|kill|pause|disconnect|drain|maint a backend, or reload HAProxy."""
+    _faults(obj).inject(kind, target)
+    obj.ui.ok(f"{kind} {target if kind != 'reload' else 'nlb'}: undo with `lab fault restore {kind} {target}`")
+
+
+@fault.command("restore")
+@_KIND
+@_TARGET
+@pass_ctx
+def fault_restore(obj, kind, target):
+    """Undo a fault (start, unpause, reconnect, ready)."""
+    _faults(obj).restore(kind, target)
+    obj.ui.ok(f"restored {target} after {kind}")
+
+
+@fault.command("measure")
+@_KIND
+@_TARGET
+@click.option("--clients", default=6, show_default=True, help="Client source addresses sending load.")
+@click.option("--rate", default=10, show_default=True, help="Requests per second per client.")
+@click.option("--outage", default=6.0, show_default=True, help="Seconds between fault and undo.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@pass_ctx
+def fault_measure(obj, kind, target, clients, rate, outage, as_json):
+    """Inject a fault under steady load, undo it, and report what the clients saw."""
+    from .fault import measure
+
+    faults = _faults(obj)
+    sources = obj.settings.client_extra_ips[:clients]
+    with obj.ui.task(f"{kind} {target} under load from {len(sources)} clients at {rate}/s each"):
+        report = measure(faults, kind, target, sources=sources, rate=rate, fault_at=3.0,
+                         restore_at=3.0 + outage, duration=outage + 8.0)
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    _print_fault_report(report)
+
+
+def _print_fault_report(r: dict) -> None:
+    hc = r["health_checks"]
+    table = Table(title=f"fault: {r['fault']} {r['target']}  (health checks: inter {hc['inter']}, "
+                        f"fall {hc['fall']}, rise {hc['rise']}, timeout {hc['timeout']})")
+    table.add_column("measure")
+    table.add_column("value")
+    rows = [
+        ("requests", f"{r['requests']} ({r['load']['sources']} clients x {r['load']['rate_per_source']}/s "
+                     f"x {r['load']['seconds']:.0f} s)"),
+        ("served by a backend", str(r["served"])),
+        ("answered by the sorry page", str(r["sorry_page"])),
+        ("failed", f"{r['failed']} {r['failed_by_kind'] or ''}"),
+        ("latency p50 / p99 / max", " / ".join(f"{v * 1000:.0f} ms" if v is not None else "-"
+                                               for v in r["latency_s"].values())),
+        ("HAProxy saw it after", ", ".join(f"{k}: {v} s" for k, v in r["detected_after_s"].items()) or "-"),
+        ("back UP after undo", ", ".join(f"{k}: {v} s" for k, v in r["back_up_after_s"].items()) or "-"),
+        ("host client: first sorry page after", f"{r['host_first_sorry_after_s']} s" if r["host_first_sorry_after_s"] is not None else "-"),
+        ("sorry page ever pinned", "yes" if r["sorry_in_stick_table"] else "no"),
+    ]
+    for row in rows:
+        table.add_row(*row)
+    Console().print(table)
+    moves = Table(title="where each client was pinned")
+    for col in ("client", "before", "path during the run", "after"):
+        moves.add_column(col)
+    for src, before in r["pinned_before"].items():
+        moves.add_row(src, before, " -> ".join(r["path_per_source"].get(src, [])), r["pinned_after"][src])
+    Console().print(moves)
 
 
 @cli.command()

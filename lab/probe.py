@@ -133,10 +133,11 @@ class ClientContainer:
         rc, out = self.container.exec_run(list(argv), demux=False)
         return rc, out.decode(errors="replace")
 
-    def curl_argv(self, client: str | None, source_ip: str | None, urls: list[str],
-                  extra=()) -> list[str]:
-        argv = ["curl", "-sS", "--max-time", "5", "--cacert", f"{CLIENT_CERTS}/ca.pem",
-                "-H", "Connection: close", "-w", "\n%{http_code}\n"]
+    def curl_argv(self, client: str | None, source_ip: str | None, urls: list[str], extra=(),
+                  write_out: str = "\n%{http_code}\n", max_time: float = 5) -> list[str]:
+        """curl with the lab CA, ``client``'s certificate, a new connection per URL."""
+        argv = ["curl", "-sS", "--max-time", str(max_time), "--cacert", f"{CLIENT_CERTS}/ca.pem",
+                "-H", "Connection: close", "-w", write_out]
         if client:
             argv += ["--cert", f"{CLIENT_CERTS}/clients/{client}.crt",
                      "--key", f"{CLIENT_CERTS}/clients/{client}.key"]

@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import certs, docker_env, images, render
+from . import certs, docker_env, images, probe, render
 from .errors import CommandFailed, StackError
 from .proc import run, stream
 from .settings import DIRECT_PORT, SERVICES, Settings
@@ -113,6 +113,24 @@ class Stack:
             if not keep_on_failure:
                 self.down(ui)
             raise error from exc
+
+    def reload(self, ui=None, dc=None) -> None:
+        """Re-render the configs and trust bundle, then reload every server in place.
+
+        HAProxy reloads seamlessly (master-worker, SIGUSR2; the stick table is handed
+        over through its local peer) and nginx re-reads certificates and the CRL
+        (`nginx -s reload`); established connections are kept.
+        """
+        dc = dc or docker_env.client()
+        render.render(self.settings, images.image_refs(dc))
+        for service in ("web1", "web2", "sorry"):
+            container = probe.compose_container(dc, self.settings.project, service)
+            rc, out = container.exec_run(["nginx", "-s", "reload", "-c", "/etc/nginx/lab/nginx.conf"])
+            if rc != 0:
+                raise StackError(f"{service}: nginx -s reload failed: {out.decode(errors='replace').strip()}")
+        probe.compose_container(dc, self.settings.project, "nlb").kill(signal="SIGUSR2")
+        if ui:
+            ui.ok(f"{self.settings.project}: configs re-rendered, nginx and HAProxy reloaded")
 
     def down(self, ui=None) -> None:
         """Stop and remove the project's containers, networks and volumes."""

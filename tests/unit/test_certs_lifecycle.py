@@ -90,3 +90,16 @@ def test_write_file_never_exposes_a_key(tmp_path):
     pki.Blob(b"secret", private=True).write_to_path(target)
     assert oct(target.stat().st_mode & 0o777) == "0o600"
     assert [p.name for p in tmp_path.iterdir()] == ["k.key"]  # no temp file left behind
+
+
+def test_stale_crl_bundle_keeps_revocations(tmp_path):
+    certs.ensure_pki(tmp_path)
+    lay = certs.Layout(tmp_path)
+    now = pki.utcnow()
+    stale = certs.crl_bundle(tmp_path, last_update=now - dt.timedelta(days=40),
+                             next_update=now - dt.timedelta(days=10))
+    (tmp_path / "stale.pem").write_bytes(stale)
+    root_crl, inter_crl = certs.load_crls(tmp_path / "stale.pem")
+    assert root_crl.next_update_utc < now and inter_crl.next_update_utc < now
+    revoked = certs.load_cert(lay.client_cert("revoked")).serial_number
+    assert [r.serial_number for r in root_crl] == [revoked]

@@ -1,6 +1,8 @@
 """Rendering: the configs carry the design's decisions (syntax is checked in the images,
 tests/integration/test_config_check.py)."""
 
+import re
+
 from lab import render
 from lab.settings import Settings
 
@@ -12,7 +14,7 @@ def settings(tmp_path, **env):
 def test_haproxy_is_a_tcp_passthrough_with_source_ip_stickiness(tmp_path):
     cfg = render.haproxy_cfg(settings(tmp_path, LAB_STICK_EXPIRE="45m"))
     assert "mode tcp" in cfg and "mode http" in cfg.split("frontend stats")[1]
-    assert "stick-table type ip size 1m expire 45m" in cfg
+    assert "stick-table type ip size 1m expire 45m peers lab" in cfg
     assert "stick on src" in cfg
     assert "send-proxy-v2" in cfg
     assert "server web1 198.51.100.11:443" in cfg and "server web2 198.51.100.12:443" in cfg
@@ -29,6 +31,9 @@ def test_nginx_backend_demands_client_cert_and_trusts_proxy_only_from_lb(tmp_pat
     assert "ssl_protocols TLSv1.2 TLSv1.3;" in conf
     assert "set_real_ip_from 198.18.9.10;" in conf and conf.count("set_real_ip_from") == 1
     assert '"backend":"web2"' in conf
+    # nginx drops server-level add_header in a location that has its own: keep them server-level
+    locations = re.findall(r"^\s*location [^{]*\{([^}]*)\}", conf, re.M)
+    assert len(locations) == 4 and not any("add_header" in block for block in locations)
 
 
 def test_sorry_page_asks_no_certificate_and_answers_503(tmp_path):

@@ -1,0 +1,214 @@
+"""Fault injection: break a backend (or the load balancer) and measure what clients saw.
+
+Faults, each with its undo:
+
+    stop        docker stop (SIGQUIT, graceful)         -> docker start
+    kill        docker kill (SIGKILL)                   -> docker start
+    pause       docker pause (frozen, TCP still accepts) -> docker unpause
+    disconnect  docker network disconnect from the vpc   -> reconnect with the same address
+    drain       HAProxy: no new clients, pinned ones stay -> ready
+    maint       HAProxy: no traffic at all               -> ready
+    reload      HAProxy master-worker reload (SIGUSR2)   -> (nothing to undo)
+
+`measure` runs steady load from several client addresses while injecting and undoing
+the fault, and reports failed requests, detection/recovery times read from HAProxy's
+runtime API, and where the pinned clients went.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+from . import load, probe
+from .errors import StackError
+from .settings import BACKENDS
+from .stack import Stack
+
+KINDS = ("stop", "kill", "pause", "disconnect", "drain", "maint", "reload")
+TARGETS = BACKENDS + ("all",)
+
+
+def _targets(target: str) -> tuple[str, ...]:
+    if target == "all":
+        return BACKENDS
+    if target not in BACKENDS:
+        raise ValueError(f"unknown backend {target!r}: choose one of {', '.join(TARGETS)}")
+    return (target,)
+
+
+class Faults:
+    """Inject and undo faults on one running stack."""
+
+    def __init__(self, stack: Stack, dc):
+        self.stack = stack
+        self.dc = dc
+        self.api = probe.RuntimeAPI(stack.api_port())
+
+    def _container(self, service: str):
+        return probe.compose_container(self.dc, self.stack.settings.project, service)
+
+    def _vpc(self):
+        return self.dc.networks.get(f"{self.stack.settings.project}_vpc")
+
+    def inject(self, kind: str, target: str) -> None:
+        """Apply fault ``kind`` to ``target`` ("web1", "web2", "all"; ignored for reload).
+
+        Raises:
+            ValueError: for an unknown fault or backend.
+        """
+        if kind == "reload":
+            self._container("nlb").kill(signal="SIGUSR2")
+            return
+        names = _targets(target)
+        compose = self.stack.compose
+        if kind == "stop":
+            compose.run("stop", "--timeout", "2", *names)
+        elif kind == "kill":
+            compose.run("kill", *names)
+        elif kind == "pause":
+            compose.run("pause", *names)
+        elif kind == "disconnect":
+            for name in names:
+                self._vpc().disconnect(self._container(name))
+        elif kind in ("drain", "maint"):
+            for name in names:
+                self._api_ok(f"set server web/{name} state {kind}")
+        else:
+            raise ValueError(f"unknown fault {kind!r}: choose one of {', '.join(KINDS)}")
+
+    def restore(self, kind: str, target: str) -> None:
+        """Undo ``inject(kind, target)``."""
+        if kind == "reload":
+            return
+        names = _targets(target)
+        compose = self.stack.compose
+        if kind in ("stop", "kill"):
+            compose.run("start", *names)
+        elif kind == "pause":
+            compose.run("unpause", *names)
+        elif kind == "disconnect":
+            for name in names:
+                container = self.dc.containers.get(self._all_containers()[name])
+                self._vpc().connect(container, ipv4_address=self.stack.settings.backend_ip(name))
+        elif kind in ("drain", "maint"):
+            for name in names:
+                self._api_ok(f"set server web/{name} state ready")
+        else:
+            raise ValueError(f"unknown fault {kind!r}: choose one of {', '.join(KINDS)}")
+
+    def _all_containers(self) -> dict:
+        """service -> container id, running or not (a disconnected container is still running)."""
+        found = self.dc.containers.list(all=True, filters={
+            "label": f"com.docker.compose.project={self.stack.settings.project}"})
+        return {c.labels.get("com.docker.compose.service"): c.id for c in found}
+
+    def _api_ok(self, command: str) -> None:
+        answer = self.api.command(command).strip()
+        if answer:
+            raise StackError(f"HAProxy refused `{command}`: {answer}")
+
+
+@dataclass
+class Timeline:
+    """Changes of a polled value over time: HAProxy's server states, what a client gets."""
+
+    poll: object  # () -> dict of name -> value
+    interval: float = 0.1
+    events: list = field(default_factory=list)  # (monotonic time, name, new value)
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def run(self) -> None:
+        last: dict = {}
+        while not self._stop.is_set():
+            try:
+                values = self.poll()
+            except Exception as exc:  # a poll that fails is a value too ("error: ...")
+                values = {"error": type(exc).__name__}
+            now = time.monotonic()
+            for name, value in values.items():
+                if last.get(name) != value:
+                    self.events.append((now, name, value))
+            last = values
+            self._stop.wait(self.interval)
+
+    def start(self) -> "Timeline":
+        self._thread = threading.Thread(target=self.run, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def first(self, name: str, prefixes: tuple, after: float) -> float | None:
+        for when, key, value in self.events:
+            if key == name and when >= after and str(value).startswith(prefixes):
+                return when
+        return None
+
+
+def _seconds(later: float | None, earlier: float) -> float | None:
+    return round(later - earlier, 2) if later is not None else None
+
+
+def measure(faults: Faults, kind: str, target: str, *, sources: list[str], rate: int = 10,
+            fault_at: float = 3.0, restore_at: float = 9.0, duration: float = 14.0,
+            client: str = "alice", fresh_pins: bool = True) -> dict:
+    """Inject ``kind`` on ``target`` under load, undo it, and report what clients saw.
+
+    Returns:
+        A dict: settings, load summary, failures, detection and recovery seconds,
+        and per-source backend paths (before, during, after).
+    """
+    s = faults.stack.settings
+    box = probe.ClientContainer(faults.dc, s.project)
+    if fresh_pins:  # forget earlier runs' pins: new clients spread round-robin again
+        faults.api.clear_table()
+    before = {src: box.get(client, src)[0].backend for src in sources}  # pin every source first
+    states = Timeline(faults.api.server_states).start()
+    certs_dir, port = s.certs_dir, faults.stack.nlb_port()
+    host = Timeline(lambda: {"host": probe.get(certs_dir, port, client, timeout=2).backend}).start()
+    samples: list = []
+    loader = threading.Thread(target=lambda: samples.extend(
+        load.run_load(box, sources, rate=rate, duration=duration, client=client)), daemon=True)
+    t0 = time.monotonic()
+    loader.start()
+    time.sleep(fault_at)
+    injected = time.monotonic()
+    faults.inject(kind, target)
+    time.sleep(max(0.0, restore_at - (time.monotonic() - t0)))
+    restored = time.monotonic()
+    faults.restore(kind, target)
+    loader.join()
+    names = () if kind == "reload" else _targets(target)
+    probe.wait_for(lambda: all(faults.api.server_states().get(n) == "UP" for n in names), 30,
+                   what=f"{', '.join(names) or 'servers'} UP again")
+    time.sleep(0.3)
+    states.stop()
+    host.stop()
+    after = {src: box.get(client, src)[0].backend for src in sources}
+
+    detection = {n: _seconds(states.first(n, ("DOWN", "MAINT", "DRAIN"), injected), injected) for n in names}
+    recovery = {n: _seconds(states.first(n, ("UP",), restored), restored) for n in names}
+    summary = load.summarize(samples)
+    table = faults.api.stick_table()
+    return {
+        "fault": kind,
+        "target": target,
+        "health_checks": {"inter": s.check_inter, "fall": s.check_fall, "rise": s.check_rise,
+                          "timeout": "1s"},
+        "load": {"sources": len(sources), "rate_per_source": rate, "seconds": duration,
+                 "fault_at": fault_at, "restore_at": restore_at},
+        **summary,
+        "detected_after_s": detection,
+        "back_up_after_s": recovery,
+        # what a client polling from the host every 0.1 s saw
+        "host_first_sorry_after_s": _seconds(host.first("host", ("sorry",), injected), injected),
+        "host_back_on_a_backend_after_s": _seconds(host.first("host", ("web",), restored), restored),
+        "pinned_before": before,
+        "pinned_after": after,
+        "stick_table": {src: table.get(src) for src in sources},
+        "sorry_in_stick_table": "sorry" in table.values(),
+    }
