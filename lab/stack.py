@@ -114,23 +114,25 @@ class Stack:
                 self.down(ui)
             raise error from exc
 
-    def reload(self, ui=None, dc=None) -> None:
-        """Re-render the configs and trust bundle, then reload every server in place.
+    def reload(self, ui=None, dc=None, services=("web1", "web2", "sorry", "nlb")) -> None:
+        """Re-render the configs and trust bundle, then reload the servers in place.
 
         HAProxy reloads seamlessly (master-worker, SIGUSR2; the stick table is handed
-        over through its local peer) and nginx re-reads certificates and the CRL
-        (`nginx -s reload`); established connections are kept.
+        over through its local peer, established connections stay with the old worker).
+        nginx re-reads certificates and the CRL (`nginx -s reload`); its old workers
+        finish requests in flight but close idle keep-alive connections.
         """
         dc = dc or docker_env.client()
         render.render(self.settings, images.image_refs(dc))
-        for service in ("web1", "web2", "sorry"):
+        for service in (s for s in ("web1", "web2", "sorry") if s in services):
             container = probe.compose_container(dc, self.settings.project, service)
             rc, out = container.exec_run(["nginx", "-s", "reload", "-c", "/etc/nginx/lab/nginx.conf"])
             if rc != 0:
                 raise StackError(f"{service}: nginx -s reload failed: {out.decode(errors='replace').strip()}")
-        probe.compose_container(dc, self.settings.project, "nlb").kill(signal="SIGUSR2")
+        if "nlb" in services:
+            probe.compose_container(dc, self.settings.project, "nlb").kill(signal="SIGUSR2")
         if ui:
-            ui.ok(f"{self.settings.project}: configs re-rendered, nginx and HAProxy reloaded")
+            ui.ok(f"{self.settings.project}: configs re-rendered; reloaded {', '.join(services)}")
 
     def down(self, ui=None) -> None:
         """Stop and remove the project's containers, networks and volumes."""

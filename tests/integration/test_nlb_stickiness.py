@@ -62,19 +62,3 @@ def test_host_client_is_seen_with_its_internet_side_address(lab_stack, certs_dir
 def test_host_client_sticks_too(certs_dir, nlb_port):
     backends = {probe.get(certs_dir, nlb_port, client="alice").backend for _ in range(20)}
     assert len(backends) == 1, backends
-
-
-def test_request_without_proxy_header_is_dropped_by_the_backend(lab_stack, docker_client):
-    """Only the load balancer's PROXY header is believed: a direct connection without one fails."""
-    nlb = probe.compose_container(docker_client, lab_stack.settings.project, "nlb")
-    backend_ip = lab_stack.settings.backend_ip("web1")
-    base = ["curl", "-sS", "--max-time", "5", "-o", "/dev/null", "-w", "%{http_code}",
-            "--cacert", "/etc/lab/trust/ca.pem", "--cert", "/etc/lab/health/health.crt",
-            "--key", "/etc/lab/health/health.key", "--resolve", f"www.lab.test:443:{backend_ip}",
-            "https://www.lab.test/healthz"]
-    rc_with, (out_with, _) = nlb.exec_run(base[:1] + ["--haproxy-protocol"] + base[1:], demux=True)
-    rc_without, (out_without, err_without) = nlb.exec_run(base, demux=True)
-    assert (rc_with, out_with) == (0, b"200")
-    # nginx reads the TLS ClientHello as a broken PROXY header and resets the connection.
-    assert (rc_without, out_without) == (35, b"000")
-    assert b"Connection reset by peer" in err_without

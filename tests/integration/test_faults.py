@@ -1,0 +1,137 @@
+"""Faults under steady load from several client addresses (lab fault measure).
+
+What the lab promises, with health checks every 1 s, fall 2, rise 2, check timeout 1 s:
+- HAProxy marks a dead backend DOWN within fall x (inter + timeout) + inter = 5 s;
+- requests pinned to it in that window are retried and redispatched (retries 2,
+  option redispatch), so few or none fail: at most every request its clients sent
+  during the detection window;
+- its clients are re-pinned to the survivor and stay there after recovery (HAProxy
+  overwrites the entry; an AWS NLB instead reshuffles flows when target health changes);
+- with every backend down the sorry page answers within that bound and is never pinned.
+"""
+
+import http.client
+import ssl
+import time
+
+import pytest
+
+from lab import certs, fault, probe
+
+DETECT_BOUND_S = 5.0  # fall x (inter + timeout check) + inter, see haproxy.cfg.j2
+RATE = 5
+OUTAGE = 5.5
+
+
+@pytest.fixture(scope="module")
+def faults(lab_stack, docker_client):
+    return fault.Faults(lab_stack, docker_client)
+
+
+def run(faults, kind, target, sources):
+    report = fault.measure(faults, kind, target, sources=sources, rate=RATE, fault_at=1.5,
+                           restore_at=1.5 + OUTAGE, duration=OUTAGE + 3.0)
+    print(f"\n{kind} {target}: {report['requests']} requests, {report['failed']} failed "
+          f"{report['failed_by_kind']}, sorry {report['sorry_page']}, detected {report['detected_after_s']}, "
+          f"back up {report['back_up_after_s']}, max latency {report['latency_s']['max']} s")
+    assert report["served"] + report["sorry_page"] + report["failed"] == report["requests"]
+    return report
+
+
+@pytest.mark.parametrize("kind", ["stop", "kill", "pause", "disconnect"])
+def test_backend_dies_under_load(faults, lab_stack, kind):
+    sources = lab_stack.settings.client_extra_ips[:4]
+    r = run(faults, kind, "web1", sources)
+    pinned = [src for src, b in r["pinned_before"].items() if b == "web1"]
+    assert pinned, "round-robin pinned nobody to web1: nothing was tested"
+    # detected within the documented bound, and back after the undo
+    assert 0 < r["detected_after_s"]["web1"] <= DETECT_BOUND_S
+    assert r["back_up_after_s"]["web1"] is not None
+    # failures are bounded by what web1's clients sent while HAProxy had not yet noticed
+    assert r["failed"] <= len(pinned) * RATE * DETECT_BOUND_S
+    assert r["sorry_page"] == 0  # web2 was up all along
+    # web1's clients moved to web2, and stayed there once web1 was back (HAProxy re-pins)
+    for src in pinned:
+        assert r["path_per_source"][src][:2] == ["web1", "web2"]
+        assert r["pinned_after"][src] == "web2" == r["stick_table"][src]
+    # everyone else never moved: the negative control
+    for src in set(sources) - set(pinned):
+        assert r["path_per_source"][src] == ["web2"] and r["pinned_after"][src] == "web2"
+
+
+def test_maint_moves_pinned_clients_drain_keeps_them(faults, lab_stack):
+    s = lab_stack.settings
+    sources = s.client_extra_ips[4:8]
+    faults.api.clear_table()
+    box = probe.ClientContainer(faults.dc, s.project)
+    pins = {src: box.get("alice", src)[0].backend for src in sources}
+    on_web1 = [src for src, b in pins.items() if b == "web1"]
+    newcomer = s.client_extra_ips[8]
+    faults.inject("drain", "web1")
+    try:
+        # drain: no new clients, but pinned ones stay (persistence is honoured)
+        assert {box.get("alice", src)[0].backend for src in on_web1} == {"web1"}
+        assert box.get("alice", newcomer)[0].backend == "web2"
+    finally:
+        faults.restore("drain", "web1")
+    faults.inject("maint", "web1")
+    try:
+        # maintenance: no traffic at all, pinned clients are sent elsewhere
+        assert {box.get("alice", src)[0].backend for src in on_web1} == {"web2"}
+    finally:
+        faults.restore("maint", "web1")
+    assert probe.wait_for(lambda: faults.api.server_states()["web1"] == "UP", 10, what="web1 ready")
+
+
+def test_every_backend_down_gives_the_sorry_page_and_it_is_never_pinned(faults, lab_stack):
+    sources = lab_stack.settings.client_extra_ips[:4]
+    r = run(faults, "stop", "all", sources)
+    assert r["sorry_page"] > 0
+    assert 0 < r["host_first_sorry_after_s"] <= DETECT_BOUND_S + 1
+    assert not r["sorry_in_stick_table"]
+    for src in sources:
+        assert "sorry" in r["path_per_source"][src]
+        assert r["pinned_after"][src] in ("web1", "web2")  # failed back, not stuck on sorry
+    assert r["host_back_on_a_backend_after_s"] is not None
+
+
+def test_reload_under_load_loses_nothing(faults, lab_stack):
+    sources = lab_stack.settings.client_extra_ips[:4]
+    r = run(faults, "reload", "web1", sources)
+    assert r["failed"] == 0 and r["sorry_page"] == 0
+    assert r["pinned_after"] == r["pinned_before"]  # the stick table survived (local peer)
+
+
+def test_reload_with_a_config_change_keeps_an_established_connection(lab_stack, docker_client, runtime_api):
+    s = lab_stack.settings
+    lay = certs.Layout(s.certs_dir)
+    ctx = ssl.create_default_context(cafile=str(lay.ca_cert))
+    ctx.load_cert_chain(lay.client_cert("alice"), lay.client_key("alice"))
+    conn = http.client.HTTPSConnection("localhost", lab_stack.nlb_port(), context=ctx, timeout=5)
+    try:
+        conn.request("GET", "/whoami")
+        first = conn.getresponse()
+        first.read()
+        sock = conn.sock
+        changed = type(lab_stack)(s.with_(stick_expire="20m"))  # a real config change
+        changed.reload(dc=docker_client, services=("nlb",))
+        probe.wait_for(lambda: _table_expiry_ms(runtime_api) <= 20 * 60 * 1000, 10, what="new config active")
+        conn.request("GET", "/whoami")
+        second = conn.getresponse()
+        second.read()
+        assert (first.status, second.status) == (200, 200)
+        assert conn.sock is sock  # the same TCP connection, through the old worker
+    finally:
+        conn.close()
+        type(lab_stack)(s).reload(dc=docker_client, services=("nlb",))
+
+
+def _table_expiry_ms(api) -> int:
+    """Expiry of a fresh entry in the current process's table (new entries get the new value)."""
+    api.command("set table web key 192.0.2.250")
+    time.sleep(0.05)
+    for line in api.command("show table web").splitlines():
+        if "key=192.0.2.250" in line:
+            api.command("clear table web key 192.0.2.250")
+            return int(line.split("exp=")[1].split()[0])
+    return 1 << 40

@@ -1,0 +1,80 @@
+"""Secrets hygiene: private keys stay on the host (0600, git-ignored), are never baked
+into an image, and nothing the lab prints or serves echoes a key or a full certificate."""
+
+import base64
+import io
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+
+from lab import certs, images, probe
+from lab.settings import REPO_ROOT
+
+
+def key_fingerprints(certs_dir: Path) -> dict:
+    """path -> a 24-byte piece of each private key's DER body (what a leak would contain)."""
+    found = {}
+    for path in sorted(certs_dir.rglob("*")):
+        if path.suffix not in (".key", ".pem") or not path.is_file():
+            continue
+        data = path.read_bytes()
+        if b"PRIVATE KEY" not in data:
+            continue
+        key = serialization.load_pem_private_key(data[data.index(b"-----BEGIN PRIVATE KEY"):], password=None)
+        der = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+        found[str(path)] = der[-24:]
+    return found
+
+
+def test_keys_are_git_ignored():
+    if not (REPO_ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    tracked = subprocess.run(["git", "-C", str(REPO_ROOT), "ls-files"], capture_output=True, text=True,
+                             check=True).stdout.splitlines()
+    assert not [f for f in tracked if f.endswith((".key", ".pem")) or f.startswith("certs/")]
+    ignored = subprocess.run(["git", "-C", str(REPO_ROOT), "check-ignore", "certs/ca.key",
+                              "certs/clients/alice.key", "build/x/compose.env"],
+                             capture_output=True, text=True, check=False)
+    assert ignored.stdout.split() == ["certs/ca.key", "certs/clients/alice.key", "build/x/compose.env"]
+
+
+def test_no_key_is_baked_into_an_image(docker_client, certs_dir):
+    """Export each lab image's filesystem and look for any lab private key's bytes."""
+    needles = key_fingerprints(certs_dir)
+    assert len(needles) >= 10  # CA, intermediate, rogue, server, health, clients
+    for role, ref in images.image_refs(docker_client).items():
+        container = docker_client.containers.create(ref, command=["true"])
+        try:
+            stream = b"".join(container.export())
+        finally:
+            container.remove(force=True)
+        with tarfile.open(fileobj=io.BytesIO(stream)) as tar:
+            names = tar.getnames()
+            assert not [n for n in names if n.startswith(("etc/lab/", "certs/"))], role
+            for member in tar.getmembers():
+                if not member.isfile() or member.size > 2_000_000:
+                    continue
+                data = tar.extractfile(member).read()
+                for path, needle in needles.items():
+                    assert needle not in data and base64.b64encode(needle)[:24] not in data, \
+                        f"{path} found in {role} image at {member.name}"
+
+
+def test_logs_and_pages_never_echo_keys_or_certificates(lab_stack, certs_dir, nlb_port):
+    # traffic that would tempt a leak: every client, and the sorry page fetched directly
+    for name in certs.CLIENT_NAMES:
+        probe.get(certs_dir, nlb_port, name)
+    sorry_page = probe.get(certs_dir, nlb_port, None, path="/").body
+    logs = lab_stack.compose.logs(tail=5000)
+    for text in (logs, str(sorry_page)):
+        assert "BEGIN" not in text and "PRIVATE KEY" not in text
+    lay = certs.Layout(certs_dir)
+    for name in certs.CLIENT_NAMES:
+        body_line = lay.client_cert(name).read_text().splitlines()[3]  # a line from inside the PEM body
+        assert body_line not in logs
+    for needle in key_fingerprints(certs_dir).values():
+        assert base64.b64encode(needle)[:24].decode() not in logs
