@@ -74,6 +74,68 @@ def get(certs_dir: Path, port: int, client: str | None = "alice", path: str = "/
         return _parse(resp.status_code, resp.text)
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """How an mTLS attempt ended: an HTTP answer, or a TLS failure before any HTTP.
+
+    kind: "http" (status and nginx's $ssl_client_verify), "alert" (the handshake failed;
+    reason is OpenSSL's, e.g. TLSV1_ALERT_PROTOCOL_VERSION) or "client-refused" (the
+    client library would not even start, e.g. a key that does not match the certificate).
+    """
+
+    kind: str
+    status: int = 0
+    reason: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.status or ''} {self.reason}".replace("  ", " ").strip()
+
+
+def attempt(certs_dir: Path, port: int, *, cert: Path | None = None, key: Path | None = None,
+            tls_version: str | None = None, host: str = "127.0.0.1", path: str = "/whoami",
+            timeout: float = 5.0) -> Outcome:
+    """One HTTPS request with full control of the client side (http.client + OpenSSL).
+
+    Args:
+        certs_dir: the lab's certs folder (for the CA).
+        port: where to connect on ``host``.
+        cert, key: the client certificate (chain) and key files, or None for no certificate.
+        tls_version: pin the protocol ("TLSv1", "TLSv1_1", "TLSv1_2", "TLSv1_3"); old ones are
+            allowed on the client side (SECLEVEL=0) so that the server is the one refusing.
+    """
+    import http.client
+    import ssl
+    import warnings
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.load_verify_locations(str(Layout(Path(certs_dir)).ca_cert))
+    if tls_version:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            version = getattr(ssl.TLSVersion, tls_version)
+            ctx.minimum_version = ctx.maximum_version = version
+        ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
+    try:
+        if cert:
+            ctx.load_cert_chain(str(cert), str(key))
+    except ssl.SSLError as exc:
+        return Outcome("client-refused", reason=exc.reason or str(exc))
+    conn = http.client.HTTPSConnection(host, port, context=ctx, timeout=timeout)
+    try:
+        conn.request("GET", path, headers={"Host": "www.lab.test", "Connection": "close"})
+        resp = conn.getresponse()
+        body = resp.read().decode(errors="replace")
+    except ssl.SSLError as exc:
+        return Outcome("alert", reason=exc.reason or str(exc))
+    except (ConnectionError, OSError) as exc:
+        return Outcome("alert", reason=type(exc).__name__)
+    finally:
+        conn.close()
+    reply = _parse(resp.status, body)
+    verdict = reply.body.get("client_verify", "") if isinstance(reply.body, dict) else ""
+    return Outcome("http", resp.status, verdict)
+
+
 class RuntimeAPI:
     """HAProxy's runtime API over TCP (the `stats socket ipv4@...` line)."""
 

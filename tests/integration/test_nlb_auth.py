@@ -30,26 +30,14 @@ def test_valid_client_is_authenticated_through_the_nlb(certs_dir, nlb_port, name
     assert body["tls_protocol"] in ("TLSv1.2", "TLSv1.3")
 
 
-# nginx 1.22 / OpenSSL 3.0 (Debian bookworm) verdicts. nginx keeps verifying after the
-# first error and reports the last one, hence the CRL lookup error for self-signed.
-REFUSALS = [
-    pytest.param(None, "NONE", id="no-certificate"),
-    pytest.param("expired", "FAILED:certificate has expired", id="expired"),
-    pytest.param("not-yet-valid", "FAILED:certificate is not yet valid", id="not-yet-valid"),
-    pytest.param("revoked", "FAILED:certificate revoked", id="revoked"),
-    pytest.param("rogue-ca", "FAILED:unable to verify the first certificate", id="rogue-ca"),
-    pytest.param("self-signed", "FAILED:unable to get certificate CRL", id="self-signed"),
-    pytest.param("no-client-eku", "FAILED:unsuitable certificate purpose", id="no-client-eku"),
-]
-
-
-@pytest.mark.parametrize("name, verdict", REFUSALS)
-def test_bad_client_is_refused_with_nginx_reason(certs_dir, nlb_port, name, verdict):
+@pytest.mark.parametrize("name", [None, "rogue-ca"])
+def test_refusal_says_why_and_echoes_nothing_of_the_identity(certs_dir, nlb_port, name):
+    """The full table of refusals is tests/integration/test_client_cert_matrix.py."""
     reply = probe.get(certs_dir, nlb_port, client=name)
     assert reply.status == 400
-    assert reply.body["client_verify"] == verdict
     assert reply.body["error"] == "client certificate refused"
-    assert "client_subject" not in reply.body  # nothing of the refused identity is echoed
+    assert reply.body["client_verify"].startswith(("NONE", "FAILED:"))
+    assert set(reply.body) == {"error", "backend", "client_verify"}
 
 
 def test_refusal_reason_is_in_the_backend_log(lab_stack, certs_dir, nlb_port):

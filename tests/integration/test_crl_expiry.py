@@ -1,0 +1,55 @@
+"""An expired CRL: nginx then refuses every client, the load balancer's health checks
+included (fail closed). The lab's answer is to never get there: `lab certs` (and `lab up`)
+re-sign the CRL a week before its nextUpdate; `lab reload` loads it into a running lab."""
+
+import datetime as dt
+
+import pytest
+
+from lab import certs, pki, probe
+
+
+@pytest.fixture
+def web2_with_stale_crl(lab_stack, docker_client):
+    trust = lab_stack.settings.build_dir / "trust" / "crl.pem"
+    saved = trust.read_bytes()
+    now = pki.utcnow()
+    stale = certs.crl_bundle(lab_stack.settings.certs_dir, last_update=now - dt.timedelta(days=40),
+                             next_update=now - dt.timedelta(days=10))
+    web2 = probe.compose_container(docker_client, lab_stack.settings.project, "web2")
+    reload = ["nginx", "-s", "reload", "-c", "/etc/nginx/lab/nginx.conf"]
+
+    def restore():
+        trust.write_bytes(saved)
+        assert web2.exec_run(reload)[0] == 0
+
+    trust.write_bytes(stale)  # in place: web1 shares the folder but is not reloaded
+    try:
+        assert web2.exec_run(reload)[0] == 0
+        yield restore
+    finally:
+        restore()
+
+
+def direct(lab_stack, backend, client="alice"):
+    """One request straight to a backend's diagnostic listener."""
+    with probe.session(lab_stack.settings.certs_dir, client) as s:
+        resp = s.get(f"https://localhost:{lab_stack.direct_port(backend)}/whoami", timeout=5)
+        return probe._parse(resp.status_code, resp.text)
+
+
+def test_expired_crl_refuses_every_client(lab_stack, runtime_api, web2_with_stale_crl):
+    verdict = probe.wait_for(lambda: (r := direct(lab_stack, "web2")).status == 400 and r, 10,
+                             what="web2 refusing with the stale CRL")
+    assert verdict.body["client_verify"] == "FAILED:CRL has expired"
+    assert direct(lab_stack, "web2", "bob").body["client_verify"] == "FAILED:CRL has expired"
+    # the load balancer's own health checks are refused too: web2 is taken out of service
+    probe.wait_for(lambda: runtime_api.server_states()["web2"] == "DOWN", 10, what="web2 DOWN")
+    # negative control: web1 was not reloaded and still accepts alice
+    ok = direct(lab_stack, "web1")
+    assert ok.status == 200 and ok.body["client_verify"] == "SUCCESS"
+
+    # a current CRL and a reload bring web2 back
+    web2_with_stale_crl()
+    probe.wait_for(lambda: direct(lab_stack, "web2").status == 200, 10, what="web2 accepting again")
+    probe.wait_for(lambda: runtime_api.server_states()["web2"] == "UP", 10, what="web2 UP")
