@@ -199,6 +199,41 @@ def api(obj, command):
     click.echo(RuntimeAPI(port, host="127.0.0.1").command(" ".join(command)).rstrip("\n"))
 
 
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print sslyze's findings as JSON.")
+@pass_ctx
+def scan(obj, as_json):
+    """Scan the NLB and each backend with sslyze (installed into .venv-sslyze on first use)."""
+    from .scan import ensure_sslyze, scan as run_scan, verdicts
+
+    docker_env.ensure_compose()
+    stack = Stack(obj.settings)
+    python = ensure_sslyze(obj.settings.home / ".venv-sslyze", obj.ui)
+    targets = {"nlb": ("127.0.0.1", stack.nlb_port())}
+    targets.update({b: ("127.0.0.1", stack.direct_port(b)) for b in ("web1", "web2")})
+    with obj.ui.task(f"sslyze against {', '.join(targets)}"):
+        findings = run_scan(python, obj.settings.certs_dir, targets)
+    if as_json:
+        click.echo(json.dumps(findings, indent=2))
+        return
+    table = Table(title="sslyze findings")
+    for col in ("target", "client auth", "acceptable CAs", "versions accepted", "chain vs lab CA"):
+        table.add_column(col)
+    failed = False
+    for f in findings:
+        v = verdicts(f)
+        failed |= not all(v.values())
+        accepted = [k for k, ok in f.get("versions", {}).items() if ok is True]
+        table.add_row(f"{f['name']} {f['target']}", f.get("client_auth_requirement", f.get("error", "?")),
+                      "\n".join(f.get("acceptable_client_ca_names", [])), ", ".join(accepted),
+                      "valid" if f.get("chain_valid") else "INVALID")
+    Console().print(table)
+    obj.ui.info("OPTIONAL: nginx finishes the handshake without a certificate and refuses at HTTP "
+                "level (400), so sslyze cannot see that the certificate is required.")
+    if failed:
+        raise LabError("sslyze found a listener that breaks the lab's TLS rules (see the table)")
+
+
 @cli.group()
 def fault():
     """Break a backend (or reload the load balancer) and see what clients see."""

@@ -15,6 +15,7 @@ from pathlib import Path
 import docker
 import docker.errors
 
+from . import netcheck
 from .errors import ComposeMissing, DockerNotReachable, PortInUse, StackError
 from .proc import run
 
@@ -175,30 +176,65 @@ def network_subnets(dc: docker.DockerClient, exclude_project: str | None = None)
     return found
 
 
+def _subnet_problems(subnet, taken: dict, needed: dict, networks: dict) -> list[str]:
+    problems = [f"it overlaps Docker network {name} ({other})"
+                for name, subnets in taken.items() for other in subnets if subnet.overlaps(other)]
+    return problems + netcheck.conflicts(subnet, needed, networks)
+
+
 def check_subnets(dc: docker.DockerClient, project: str, wanted: dict) -> None:
-    """Fail if a lab subnet overlaps a Docker network of another project.
+    """Fail if a lab subnet overlaps a Docker network of another project, or would
+    capture an address this machine needs (gateway, DNS, mirror, proxy).
 
     Raises:
-        StackError: naming the network and a free alternative.
+        StackError: naming the conflict and a free alternative.
     """
     taken = network_subnets(dc, exclude_project=project)
+    needed, networks = netcheck.needed_addresses(), netcheck.host_networks()
     for var, subnet in wanted.items():
-        for name, subnets in taken.items():
-            for other in subnets:
-                if subnet.overlaps(other):
-                    free = free_subnets(dc, 1, exclude=list(wanted.values()))
-                    hint = f", e.g. {var}={free[0]}" if free else ""
-                    raise StackError(
-                        f"{var}={subnet} overlaps Docker network {name} ({other}): bring that "
-                        f"network down or choose another subnet{hint}")
+        problems = _subnet_problems(subnet, taken, needed, networks)
+        if problems:
+            free = free_subnets(dc, 1, exclude=list(wanted.values()), project=project)
+            hint = f", e.g. {var}={free[0]}" if free else ""
+            raise StackError(f"{var}={subnet} cannot be used here: {problems[0]}; "
+                             f"choose another subnet{hint}")
 
 
-def free_subnets(dc: docker.DockerClient, count: int, exclude=(), pool=SCRATCH_POOL) -> list:
-    """``count`` /24s from ``pool`` that no Docker network uses."""
-    used = [s for subnets in network_subnets(dc).values() for s in subnets] + list(exclude)
+def settle_subnets(dc: docker.DockerClient, settings, ui=None):
+    """Settings whose default subnets are moved off any conflict (explicit ones are kept).
+
+    The documentation ranges stay the defaults wherever they are free; where this
+    machine uses them (or another Docker network does), the lab takes a free /24 from
+    198.18.0.0/15 and says so.
+    """
+    taken = network_subnets(dc, exclude_project=settings.project)
+    needed, networks = netcheck.needed_addresses(), netcheck.host_networks()
+    changes = {}
+    for field, var, auto in (("internet_subnet", "LAB_INTERNET_SUBNET", settings.internet_auto),
+                             ("vpc_subnet", "LAB_VPC_SUBNET", settings.vpc_auto)):
+        subnet = getattr(settings, field)
+        problems = _subnet_problems(subnet, taken, needed, networks)
+        if not auto or not problems:
+            continue
+        others = [getattr(settings, f) for f in ("internet_subnet", "vpc_subnet") if f != field]
+        (free,) = free_subnets(dc, 1, exclude=others + list(changes.values()), project=settings.project)
+        changes[field] = free
+        if ui:
+            ui.warn(f"default {var}={subnet} is not usable here ({problems[0]}); using {free} "
+                    f"(set {var} to choose)")
+    return settings.with_(**changes) if changes else settings
+
+
+def free_subnets(dc: docker.DockerClient, count: int, exclude=(), pool=SCRATCH_POOL,
+                 project: str | None = None) -> list:
+    """``count`` /24s from ``pool`` that no Docker network (but ``project``'s) uses and
+    that hold nothing this machine needs."""
+    used = [s for subnets in network_subnets(dc, exclude_project=project).values() for s in subnets]
+    used += list(exclude)
+    needed, networks = netcheck.needed_addresses(), netcheck.host_networks()
     picked = []
     for candidate in pool.subnets(new_prefix=24):
-        if any(candidate.overlaps(u) for u in used + picked):
+        if any(candidate.overlaps(u) for u in used + picked) or netcheck.conflicts(candidate, needed, networks):
             continue
         picked.append(candidate)
         if len(picked) == count:

@@ -107,6 +107,10 @@ class Settings:
     check_rise: int = 2
     wait_timeout: int = 120
     key_type: str | None = None
+    # True when the subnet is the default, not the user's choice: `lab up` may then move
+    # it if it would capture an address this machine needs (see lab/netcheck.py).
+    internet_auto: bool = False
+    vpc_auto: bool = False
     home: Path = REPO_ROOT
     certs_dir: Path = field(default=None)  # type: ignore[assignment]
 
@@ -158,6 +162,8 @@ class Settings:
             check_rise=_int("LAB_CHECK_RISE", get("LAB_CHECK_RISE"), 1, 10),
             wait_timeout=_int("LAB_WAIT_TIMEOUT", get("LAB_WAIT_TIMEOUT"), 10, 3600),
             key_type=env.get("LAB_KEY_TYPE") or None,
+            internet_auto="LAB_INTERNET_SUBNET" not in env,
+            vpc_auto="LAB_VPC_SUBNET" not in env,
             home=home,
             certs_dir=Path(env["LAB_CERTS_DIR"]) if env.get("LAB_CERTS_DIR") else home / "certs",
         )

@@ -6,6 +6,7 @@ does); readiness comes from the services' healthchecks and `up --wait`.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 from dataclasses import dataclass
@@ -16,6 +17,16 @@ from .errors import CommandFailed, StackError
 from .proc import run, stream
 from .settings import DIRECT_PORT, SERVICES, Settings
 
+
+
+def read_env_file(path: Path) -> dict:
+    """The variables of a compose env file written by render (KEY='value' lines)."""
+    values = {}
+    for line in Path(path).read_text().splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            values[key] = value[1:-1] if value[:1] == value[-1:] == "'" else value
+    return values
 
 
 def _clean_env() -> dict:
@@ -68,8 +79,20 @@ class Stack:
     """A lab instance: settings, rendered configs and its compose project."""
 
     def __init__(self, settings: Settings):
-        self.settings = settings
         self.compose = Compose(settings.project, settings.build_dir / "compose.env")
+        self.settings = self._recorded(settings)
+
+    def _recorded(self, settings: Settings) -> Settings:
+        """Default subnets as the last `up` settled them (recorded in the env file)."""
+        if not (settings.internet_auto or settings.vpc_auto) or not self.compose.env_file.exists():
+            return settings
+        recorded = read_env_file(self.compose.env_file)
+        changes = {}
+        for field, var, auto in (("internet_subnet", "LAB_INTERNET_SUBNET", settings.internet_auto),
+                                 ("vpc_subnet", "LAB_VPC_SUBNET", settings.vpc_auto)):
+            if auto and recorded.get(var):
+                changes[field] = ipaddress.IPv4Network(recorded[var])
+        return settings.with_(**changes) if changes else settings
 
     # -- lifecycle ------------------------------------------------------------
     def prepare(self, ui, *, dc=None, rebuild: bool = False) -> dict:
@@ -99,6 +122,7 @@ class Stack:
             StackError: naming the unhealthy services, with their last log lines.
         """
         dc = docker_env.client()
+        self.settings = docker_env.settle_subnets(dc, self.settings, ui)
         self.prepare(ui, dc=dc, rebuild=rebuild)
         s = self.settings
         docker_env.check_subnets(dc, s.project, {"LAB_INTERNET_SUBNET": s.internet_subnet,
@@ -109,7 +133,7 @@ class Stack:
                 self.compose.stream("up", "--detach", "--wait", "--wait-timeout", str(s.wait_timeout),
                                     "--no-build", "--remove-orphans", on_line=task.line)
         except CommandFailed as exc:
-            error = StackError(self._failure_report(exc))
+            error = StackError(self._failure_report(exc, removed=not keep_on_failure))
             if not keep_on_failure:
                 self.down(ui)
             raise error from exc
@@ -176,7 +200,7 @@ class Stack:
         """Host port of a backend's diagnostic listener (TLS, no PROXY protocol)."""
         return self.compose.port(backend, DIRECT_PORT)
 
-    def _failure_report(self, exc: CommandFailed) -> str:
+    def _failure_report(self, exc: CommandFailed, removed: bool) -> str:
         try:
             rows = self.services()
         except CommandFailed:
@@ -185,5 +209,7 @@ class Stack:
         logs = self.compose.logs(*bad, tail=15) if bad else ""
         last = exc.stdout.strip().splitlines()[-1:] or [str(exc)]
         detail = f"; last log lines:\n{logs.strip()}" if logs.strip() else ""
-        return (f"{self.settings.project} did not become healthy ({last[0]}); "
-                f"unhealthy: {', '.join(bad) or 'unknown'}; see `lab logs`{detail}")
+        aftermath = ("everything it had started was removed (`lab up --keep-on-failure` keeps it "
+                     "for `lab logs`)" if removed else "left as it is: see `lab logs`, then `lab down`")
+        return (f"{self.settings.project} failed to start ({last[0]}); not healthy: "
+                f"{', '.join(bad) or 'unknown'}; {aftermath}{detail}")

@@ -55,7 +55,7 @@ def test_subnet_taken_by_another_network_is_named(tmp_path, docker_client):
     finally:
         other.remove()
     assert proc.returncode == 1
-    assert f"LAB_INTERNET_SUBNET={taken} overlaps Docker network {other.name}" in proc.stderr
+    assert f"LAB_INTERNET_SUBNET={taken} cannot be used here: it overlaps Docker network {other.name}" in proc.stderr
     assert project_containers(docker_client, project) == []
 
 
@@ -80,3 +80,22 @@ def test_missing_compose_without_a_bundle_names_the_install(tmp_path, monkeypatc
 def test_missing_client_certificate_is_named(tmp_path):
     with pytest.raises(CertsMissing, match=r"ca.pem is missing: run `lab certs`"):
         probe.session(tmp_path, "alice")
+
+
+def test_a_start_that_fails_half_way_leaves_nothing_behind(tmp_path, docker_client):
+    """A leftover container holding web1's name makes compose fail after it has created
+    networks and other containers; `lab up` must remove what it made and say why."""
+    project = f"mtlslab-half-{secrets.token_hex(3)}"
+    internet, vpc = docker_env.free_subnets(docker_client, 2)
+    squatter = docker_client.containers.create("debian:bookworm-slim", ["sleep", "60"],
+                                               name=f"{project}-web1-1")
+    try:
+        proc = lab("up", env={**ANY_PORT, "LAB_HOME": str(tmp_path), "LAB_PROJECT": project,
+                              "LAB_INTERNET_SUBNET": str(internet), "LAB_VPC_SUBNET": str(vpc)})
+        assert proc.returncode == 1
+        assert f"{project} failed to start" in proc.stderr and "Traceback" not in proc.stderr
+        assert "is already in use" in proc.stderr or "Conflict" in proc.stderr
+        assert project_containers(docker_client, project) == []
+        assert docker_client.networks.list(filters={"label": f"com.docker.compose.project={project}"}) == []
+    finally:
+        squatter.remove(force=True)
