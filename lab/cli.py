@@ -284,7 +284,7 @@ def fault_measure(obj, kind, target, clients, rate, outage, as_json):
     from .fault import measure
 
     faults = _faults(obj)
-    sources = obj.settings.client_extra_ips[:clients]
+    sources = faults.stack.settings.client_extra_ips[:clients]
     with obj.ui.task(f"{kind} {target} under load from {len(sources)} clients at {rate}/s each"):
         report = measure(faults, kind, target, sources=sources, rate=rate, fault_at=3.0,
                          restore_at=3.0 + outage, duration=outage + 8.0)
