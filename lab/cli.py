@@ -17,6 +17,7 @@ from rich.table import Table
 
 from . import certs as certs_mod
 from . import docker_env, images as images_mod
+from .designs import DESIGNS, OPTIONAL
 from .errors import LabError
 from .settings import Settings
 from .stack import Stack
@@ -80,16 +81,28 @@ def _curl_hint(settings: Settings, port: int) -> str:
 
 
 @cli.command()
+@click.option("--design", "designs", multiple=True, type=click.Choice(list(DESIGNS)),
+              help="Run this design's front end too (repeatable); `nlb` alone means only the NLB.")
+@click.option("--all-designs", is_flag=True, help="Run every design side by side.")
 @click.option("--rebuild", is_flag=True, help="Rebuild the images without cache first.")
 @click.option("--keep-on-failure", is_flag=True, help="Leave a stack that failed to start, for debugging.")
 @pass_ctx
-def up(obj, rebuild, keep_on_failure):
-    """Build what is missing and start the lab; returns when every service is healthy."""
-    stack = Stack(obj.settings)
+def up(obj, designs, all_designs, rebuild, keep_on_failure):
+    """Build what is missing and start the lab; returns when every service is healthy.
+
+    The NLB always runs. Designs chosen here are remembered by the next `lab up`.
+    """
+    settings = obj.settings
+    if designs or all_designs:
+        chosen = OPTIONAL if all_designs else tuple(d for d in OPTIONAL if d in designs)
+        settings = settings.with_(designs=chosen, designs_auto=False)
+    stack = Stack(settings)
     stack.up(obj.ui, keep_on_failure=keep_on_failure, rebuild=rebuild)
     port = stack.nlb_port()
-    obj.ui.ok(f"{obj.settings.project} is up: NLB on {obj.settings.bind}:{port}")
-    obj.ui.info(f"  try: {_curl_hint(obj.settings, port)}")
+    obj.ui.ok(f"{settings.project} is up: NLB on {settings.bind}:{port}")
+    for name in stack.settings.designs:
+        obj.ui.ok(f"{name} on {settings.bind}:{stack.design_port(name)}  ({DESIGNS[name].summary})")
+    obj.ui.info(f"  try: {_curl_hint(settings, port)}")
 
 
 @cli.command()
@@ -232,6 +245,36 @@ def scan(obj, as_json):
                 "level (400), so sslyze cannot see that the certificate is required.")
     if failed:
         raise LabError("sslyze found a listener that breaks the lab's TLS rules (see the table)")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the results and their evidence as JSON.")
+@pass_ctx
+def compare(obj, as_json):
+    """Probe every running design with the same clients and compare them in one table."""
+    from .compare import COLUMNS, compare as run_compare
+
+    dc = docker_env.client()
+    docker_env.ensure_compose()
+    stack = Stack(obj.settings)
+    with obj.ui.task("Probing every running design (valid, rogue-CA and no certificate; SQL "
+                     "injection; stickiness; client address)"):
+        results = run_compare(stack, dc)
+    if not results:
+        raise LabError(f"{obj.settings.project} is not running: `lab up --all-designs` first")
+    if as_json:
+        click.echo(json.dumps(results, indent=2))
+        return
+    table = Table(title="the same clients against every running design", show_lines=True)
+    table.add_column("design", style="bold")
+    for _, title in COLUMNS:
+        table.add_column(title)
+    for name, r in results.items():
+        table.add_row(name, *(r[key] for key, _ in COLUMNS))
+    Console(width=max(Console().width, 150)).print(table)
+    missing = [d for d in DESIGNS if d not in results]
+    if missing:
+        obj.ui.info(f"not running: {', '.join(missing)} (`lab up --all-designs` to compare them too)")
 
 
 @cli.group()

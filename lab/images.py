@@ -23,6 +23,7 @@ ROLES = {
     "haproxy": REPO_ROOT / "haproxy",
     "nginx": REPO_ROOT / "nginx",
     "client": REPO_ROOT / "client",
+    "verifier": REPO_ROOT / "verifier",
 }
 
 

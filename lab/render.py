@@ -17,7 +17,8 @@ import jinja2
 
 from .certs import SERVER_NAME, Layout
 from .pki import write_file
-from .settings import BACKENDS, DIRECT_PORT, REPO_ROOT, Settings
+from .designs import DESIGNS
+from .settings import BACKEND_PORTS, BACKENDS, DIRECT_PORT, REPO_ROOT, Settings
 
 BANNER = "Rendered by `lab` from {template}: edit the template, not this file."
 COMPOSE_FILE = REPO_ROOT / "compose" / "compose.yaml"
@@ -43,39 +44,91 @@ class Rendered:
     config_hash: str
 
 
-def haproxy_cfg(settings: Settings, env: jinja2.Environment | None = None) -> str:
-    """The NLB's haproxy.cfg as text."""
-    template = "haproxy/haproxy.cfg.j2"
+# The ALB's three listeners: (design, mTLS mode, bind options, backend listener port).
+ALB_LISTENERS = (
+    ("alb", "off", "", DIRECT_PORT),
+    ("alb-mtls-verify", "verify",
+     " verify required ca-file /etc/lab/trust/ca.pem crl-file /etc/lab/trust/crl.pem",
+     BACKEND_PORTS["alb_headers"]),
+    ("alb-mtls-passthrough", "passthrough",
+     " verify optional ca-file /etc/lab/trust/ca.pem ca-ignore-err all crt-ignore-err all",
+     BACKEND_PORTS["alb_chain"]),
+)
+WAF_PORT, INNER_PORT = 10080, 11080  # inside the ALB's network namespace, one pair per listener
+
+
+def _common(settings: Settings, template: str) -> dict:
+    return {
+        "banner": BANNER.format(template=template),
+        "server_name": SERVER_NAME,
+        "backends": [{"name": name, "ip": settings.backend_ip(name)} for name in BACKENDS],
+        "sorry_ip": settings.sorry_ip,
+        "check": {"inter": settings.check_inter, "fall": settings.check_fall, "rise": settings.check_rise},
+        "check_timeout": "1s",
+    }
+
+
+def alb_listeners() -> list[dict]:
+    """The ALB's listeners with the ports of their WAF hop and target group."""
+    return [{"name": design.replace("-", "_"), "design": design, "mode": mode,
+             "port": DESIGNS[design].container_port, "bind_opts": bind_opts,
+             "target_port": target_port, "waf_port": WAF_PORT + i, "inner_port": INNER_PORT + i}
+            for i, (design, mode, bind_opts, target_port) in enumerate(ALB_LISTENERS)]
+
+
+def haproxy_cfg(settings: Settings, service: str = "nlb", env: jinja2.Environment | None = None) -> str:
+    """haproxy.cfg of a load balancer service: "nlb", "nlb-tls" or "alb"."""
     env = env or environment()
+    if service == "alb":
+        template = "haproxy/alb.cfg.j2"
+        return env.get_template(template).render(**_common(settings, template), listeners=alb_listeners(),
+                                                 check_port=BACKEND_PORTS["alb_headers"])
+    if service not in ("nlb", "nlb-tls"):
+        raise ValueError(f"unknown load balancer {service!r}: choose nlb, nlb-tls or alb")
+    template = "haproxy/nlb.cfg.j2"
+    tls = service == "nlb-tls"
     return env.get_template(template).render(
-        banner=BANNER.format(template=template),
-        server_name=SERVER_NAME,
+        **_common(settings, template),
+        name=service.replace("-", "_"),
+        tls_listener=tls,
+        target_port=BACKEND_PORTS["nlb_tls"] if tls else 443,
         stick_expire=settings.stick_expire,
-        check_inter=settings.check_inter,
-        check_fall=settings.check_fall,
-        check_rise=settings.check_rise,
-        check_timeout="1s",
-        backends=[{"name": name, "ip": settings.backend_ip(name)} for name in BACKENDS],
-        sorry_ip=settings.sorry_ip,
     )
 
 
 def nginx_conf(settings: Settings, name: str, env: jinja2.Environment | None = None) -> str:
-    """nginx.conf for a backend ("web1", "web2") or the sorry page ("sorry")."""
-    template = "nginx/sorry.conf.j2" if name == "sorry" else "nginx/backend.conf.j2"
-    if name != "sorry" and name not in BACKENDS:
-        raise ValueError(f"unknown web server {name!r}: choose one of {', '.join(BACKENDS + ('sorry',))}")
+    """nginx.conf for a backend ("web1", "web2"), the sorry page ("sorry") or the ALB's WAF ("alb-waf")."""
+    templates = {"sorry": "nginx/sorry.conf.j2", "alb-waf": "nginx/waf.conf.j2"}
+    if name not in templates and name not in BACKENDS:
+        raise ValueError(f"unknown web server {name!r}: choose one of {', '.join(BACKENDS + tuple(templates))}")
+    template = templates.get(name, "nginx/backend.conf.j2")
+    waf = name == "alb-waf" or (name in BACKENDS and settings.backend_waf)
     env = env or environment()
     return env.get_template(template).render(
         banner=BANNER.format(template=template),
         name=name,
         server_name=SERVER_NAME,
         trusted_proxies=[settings.nlb_vpc_ip],
-        direct_port=None if name == "sorry" else DIRECT_PORT,
+        direct_port=DIRECT_PORT,
+        ports=BACKEND_PORTS,
+        alb_ip=settings.lb_ips("alb")[1],
+        nlb_tls_ip=settings.lb_ips("nlb-tls")[1],
+        verifier_ip=settings.verifier_ip,
+        hops=[{"listener": l["design"], "waf_port": l["waf_port"], "inner_port": l["inner_port"]}
+              for l in alb_listeners()],
         # leaf + intermediate: a client may send a chain one CA below the trusted root
         verify_depth=2,
+        waf=waf,
+        waf_module=waf,
+        workers=1 if name in ("sorry", "alb-waf") else "auto",
         error_log_level="notice",
     )
+
+
+def modsecurity_conf(env: jinja2.Environment | None = None) -> str:
+    template = "nginx/modsecurity.conf.j2"
+    env = env or environment()
+    return env.get_template(template).render(banner=BANNER.format(template=template))
 
 
 def compose_env(settings: Settings, images: dict, config_hash: str) -> dict:
@@ -86,21 +139,24 @@ def compose_env(settings: Settings, images: dict, config_hash: str) -> dict:
 
     env = {
         "COMPOSE_PROJECT_NAME": settings.project,
+        "COMPOSE_PROFILES": ",".join(settings.profiles),
+        "LAB_DESIGNS": ",".join(settings.designs),
         "LAB_BUILD_DIR": str(settings.build_dir.resolve()),
         "LAB_CERTS_DIR": str(Path(settings.certs_dir).resolve()),
         "LAB_BIND": settings.bind,
-        "LAB_NLB_PORT": port(settings.nlb_port),
-        "LAB_STATS_PORT": port(settings.stats_port),
-        "LAB_API_PORT": port(settings.api_port),
-        "LAB_WEB1_PORT": port(settings.web1_port),
-        "LAB_WEB2_PORT": port(settings.web2_port),
+        **{var: port(value) for var, value in settings.all_host_ports.items()},
         "LAB_INTERNET_SUBNET": str(settings.internet_subnet),
         "LAB_VPC_SUBNET": str(settings.vpc_subnet),
         "LAB_NLB_PUBLIC_IP": settings.nlb_public_ip,
         "LAB_NLB_VPC_IP": settings.nlb_vpc_ip,
+        "LAB_ALB_PUBLIC_IP": settings.lb_ips("alb")[0],
+        "LAB_ALB_VPC_IP": settings.lb_ips("alb")[1],
+        "LAB_NLB_TLS_PUBLIC_IP": settings.lb_ips("nlb-tls")[0],
+        "LAB_NLB_TLS_VPC_IP": settings.lb_ips("nlb-tls")[1],
         "LAB_WEB1_IP": settings.backend_ip("web1"),
         "LAB_WEB2_IP": settings.backend_ip("web2"),
         "LAB_SORRY_IP": settings.sorry_ip,
+        "LAB_VERIFIER_IP": settings.verifier_ip,
         "LAB_CLIENT_IP": settings.client_ip,
         "LAB_CLIENT_EXTRA_IPS": " ".join(settings.client_extra_ips),
         "LAB_CONFIG_HASH": config_hash,
@@ -122,9 +178,11 @@ def render(settings: Settings, images: dict) -> Rendered:
     """
     env = environment()
     build = settings.build_dir
-    files = {build / "haproxy" / "haproxy.cfg": haproxy_cfg(settings, env).encode()}
-    for name in BACKENDS + ("sorry",):
+    files = {build / "haproxy" / lb / "haproxy.cfg": haproxy_cfg(settings, lb, env).encode()
+             for lb in ("nlb", "nlb-tls", "alb")}
+    for name in BACKENDS + ("sorry", "alb-waf"):
         files[build / "nginx" / name / "nginx.conf"] = nginx_conf(settings, name, env).encode()
+        files[build / "nginx" / name / "modsecurity.conf"] = modsecurity_conf(env).encode()
     # The public trust material travels with the configs (a folder mount, so a renewed
     # CRL is seen after `nginx -s reload`); private keys stay in certs/.
     lay = Layout(Path(settings.certs_dir))

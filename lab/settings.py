@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from . import designs as designs_mod
 from .pki import KEY_TYPES
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -24,6 +25,10 @@ DEFAULTS = {
     "LAB_API_PORT": "9999",
     "LAB_WEB1_PORT": "8441",
     "LAB_WEB2_PORT": "8442",
+    "LAB_ALB_PORT": "8450",
+    "LAB_ALB_VERIFY_PORT": "8451",
+    "LAB_ALB_PASSTHROUGH_PORT": "8452",
+    "LAB_NLB_TLS_PORT": "8453",
     # Documentation ranges (RFC 5737): never a user's real network.
     "LAB_INTERNET_SUBNET": "203.0.113.0/24",
     "LAB_VPC_SUBNET": "198.51.100.0/24",
@@ -41,9 +46,14 @@ CLIENT_HOST = 20
 CLIENT_EXTRA_FIRST = 100
 BACKEND_HOSTS = {"web1": 11, "web2": 12}
 SORRY_HOST = 13
+VERIFIER_HOST = 14
+ALB_HOST = 11         # internet side; its vpc side is ALB_HOST + 10
+NLB_TLS_HOST = 12     # internet side; its vpc side is NLB_TLS_HOST + 10
 BACKENDS = tuple(BACKEND_HOSTS)
 DIRECT_PORT = 8443  # the backends' diagnostic listener without PROXY protocol (container side)
-SERVICES = ("nlb", "web1", "web2", "sorry", "client")
+SERVICES = ("nlb", "web1", "web2", "sorry", "client", "alb", "alb-waf", "verifier", "nlb-tls")
+# Backend listeners, one per way a load balancer hands over the client (container side).
+BACKEND_PORTS = {"alb_headers": 8444, "alb_chain": 8445, "nlb_tls": 8446, "render": 8447}
 
 _PROJECT_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _HAPROXY_TIME_RE = re.compile(r"^[1-9][0-9]*(ms|s|m|h|d)$")
@@ -81,6 +91,15 @@ def _subnet(var: str, raw: str) -> ipaddress.IPv4Network:
     return net
 
 
+def _flag(var: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("", "0", "off", "no", "false"):
+        return False
+    if value in ("1", "on", "yes", "true"):
+        return True
+    raise ValueError(f"{var}={raw!r}: use on or off")
+
+
 def _time(var: str, raw: str) -> str:
     if not _HAPROXY_TIME_RE.match(raw):
         raise ValueError(f"{var}={raw!r} is not a HAProxy time: use a number and a unit, e.g. 30m, 90s, 2h")
@@ -98,6 +117,13 @@ class Settings:
     api_port: int = 9999
     web1_port: int = 8441
     web2_port: int = 8442
+    alb_port: int = 8450
+    alb_verify_port: int = 8451
+    alb_passthrough_port: int = 8452
+    nlb_tls_port: int = 8453
+    designs: tuple = ()          # optional designs to run besides the NLB (lab/designs.py)
+    designs_auto: bool = True    # not chosen by the user: `lab` reuses what the last `up` ran
+    backend_waf: bool = False    # ModSecurity on the backends too (the seed had none there)
     internet_subnet: ipaddress.IPv4Network = ipaddress.IPv4Network(DEFAULTS["LAB_INTERNET_SUBNET"])
     vpc_subnet: ipaddress.IPv4Network = ipaddress.IPv4Network(DEFAULTS["LAB_VPC_SUBNET"])
     stick_expire: str = "30m"
@@ -124,9 +150,9 @@ class Settings:
         if self.internet_subnet.overlaps(self.vpc_subnet):
             raise ValueError(f"LAB_INTERNET_SUBNET {self.internet_subnet} overlaps LAB_VPC_SUBNET "
                              f"{self.vpc_subnet}: give them separate ranges")
-        ports = [p for p in self.host_ports.values() if p]
+        ports = [p for p in self.all_host_ports.values() if p]
         if len(ports) != len(set(ports)):
-            raise ValueError(f"{', '.join(self.host_ports)} must differ (got {ports})")
+            raise ValueError(f"the LAB_*_PORT settings must all differ (got {ports}); 0 lets Docker pick")
         if self.key_type is not None and self.key_type not in KEY_TYPES:
             raise ValueError(f"LAB_KEY_TYPE={self.key_type!r}: use one of {', '.join(KEY_TYPES)}")
         if self.certs_dir is None:
@@ -153,6 +179,13 @@ class Settings:
             api_port=_port("LAB_API_PORT", get("LAB_API_PORT")),
             web1_port=_port("LAB_WEB1_PORT", get("LAB_WEB1_PORT")),
             web2_port=_port("LAB_WEB2_PORT", get("LAB_WEB2_PORT")),
+            alb_port=_port("LAB_ALB_PORT", get("LAB_ALB_PORT")),
+            alb_verify_port=_port("LAB_ALB_VERIFY_PORT", get("LAB_ALB_VERIFY_PORT")),
+            alb_passthrough_port=_port("LAB_ALB_PASSTHROUGH_PORT", get("LAB_ALB_PASSTHROUGH_PORT")),
+            nlb_tls_port=_port("LAB_NLB_TLS_PORT", get("LAB_NLB_TLS_PORT")),
+            designs=designs_mod.parse(env.get("LAB_DESIGNS", "")),
+            designs_auto="LAB_DESIGNS" not in env,
+            backend_waf=_flag("LAB_BACKEND_WAF", env.get("LAB_BACKEND_WAF", "")),
             internet_subnet=_subnet("LAB_INTERNET_SUBNET", get("LAB_INTERNET_SUBNET")),
             vpc_subnet=_subnet("LAB_VPC_SUBNET", get("LAB_VPC_SUBNET")),
             stick_expire=_time("LAB_STICK_EXPIRE", get("LAB_STICK_EXPIRE")),
@@ -174,11 +207,30 @@ class Settings:
         return replace(self, **changes)
 
     @property
-    def host_ports(self) -> dict:
-        """Variable -> host port the lab publishes (0: Docker picks)."""
+    def all_host_ports(self) -> dict:
+        """Variable -> host port, for every service the lab can publish (0: Docker picks)."""
         return {"LAB_NLB_PORT": self.nlb_port, "LAB_STATS_PORT": self.stats_port,
                 "LAB_API_PORT": self.api_port, "LAB_WEB1_PORT": self.web1_port,
-                "LAB_WEB2_PORT": self.web2_port}
+                "LAB_WEB2_PORT": self.web2_port, "LAB_ALB_PORT": self.alb_port,
+                "LAB_ALB_VERIFY_PORT": self.alb_verify_port,
+                "LAB_ALB_PASSTHROUGH_PORT": self.alb_passthrough_port,
+                "LAB_NLB_TLS_PORT": self.nlb_tls_port}
+
+    @property
+    def host_ports(self) -> dict:
+        """Variable -> host port for what this instance runs (the NLB and its chosen designs)."""
+        running = {designs_mod.DESIGNS[d].port_var for d in self.designs}
+        optional = {designs_mod.DESIGNS[d].port_var for d in designs_mod.OPTIONAL}
+        return {var: port for var, port in self.all_host_ports.items()
+                if var not in optional or var in running}
+
+    @property
+    def profiles(self) -> tuple:
+        """Compose profiles to enable: the designs, and "alb" for any ALB listener."""
+        wanted = set(self.designs)
+        if wanted & set(designs_mod.ALB_DESIGNS):
+            wanted.add("alb")
+        return tuple(sorted(wanted))
 
     # -- folders -------------------------------------------------------------
     @property
@@ -217,3 +269,14 @@ class Settings:
     @property
     def sorry_ip(self) -> str:
         return self._host(self.vpc_subnet, SORRY_HOST)
+
+    @property
+    def verifier_ip(self) -> str:
+        return self._host(self.vpc_subnet, VERIFIER_HOST)
+
+    def lb_ips(self, service: str) -> tuple[str, str]:
+        """(internet address, vpc address) of a load balancer service."""
+        if service == "nlb":
+            return self.nlb_public_ip, self.nlb_vpc_ip
+        host = {"alb": ALB_HOST, "nlb-tls": NLB_TLS_HOST}[service]
+        return self._host(self.internet_subnet, host), self._host(self.vpc_subnet, host + 10)

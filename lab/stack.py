@@ -12,7 +12,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import certs, docker_env, images, probe, render
+from . import certs, designs, docker_env, images, probe, render
+from .designs import DESIGN_SERVICES, DESIGNS
 from .errors import CommandFailed, StackError
 from .proc import run, stream
 from .settings import DIRECT_PORT, SERVICES, Settings
@@ -84,10 +85,13 @@ class Stack:
 
     def _recorded(self, settings: Settings) -> Settings:
         """Default subnets as the last `up` settled them (recorded in the env file)."""
-        if not (settings.internet_auto or settings.vpc_auto) or not self.compose.env_file.exists():
+        if not (settings.internet_auto or settings.vpc_auto or settings.designs_auto) \
+                or not self.compose.env_file.exists():
             return settings
         recorded = read_env_file(self.compose.env_file)
         changes = {}
+        if settings.designs_auto and recorded.get("LAB_DESIGNS"):
+            changes["designs"] = designs.parse(recorded["LAB_DESIGNS"])
         for field, var, auto in (("internet_subnet", "LAB_INTERNET_SUBNET", settings.internet_auto),
                                  ("vpc_subnet", "LAB_VPC_SUBNET", settings.vpc_auto)):
             if auto and recorded.get(var):
@@ -163,7 +167,8 @@ class Stack:
         if not self.compose.env_file.exists():
             # Never rendered here: compose still needs the variables to parse the file.
             render.render(self.settings, {})
-        self.compose.run("down", "--volumes", "--remove-orphans", "--timeout", "5")
+        every_profile = [arg for name in DESIGNS for arg in ("--profile", name)]
+        self.compose.run(*every_profile, "down", "--volumes", "--remove-orphans", "--timeout", "5")
         if ui:
             ui.ok(f"{self.settings.project} is down")
 
@@ -181,9 +186,12 @@ class Stack:
     def services(self) -> list[dict]:
         """Service rows for `lab status`: name, state, health, published ports."""
         rows = {r.get("Service"): r for r in self.compose.ps()} if self.compose.env_file.exists() else {}
+        wanted = set(SERVICES[:5]) | {s for d in self.settings.designs for s in DESIGN_SERVICES[d]}
         table = []
         for name in SERVICES:
             row = rows.get(name, {})
+            if name not in wanted and not row:
+                continue
             ports = sorted({f"{p['URL']}:{p['PublishedPort']}->{p['TargetPort']}"
                             for p in (row.get("Publishers") or []) if p.get("PublishedPort")})
             table.append({"service": name, "state": row.get("State", "absent"),
@@ -195,6 +203,11 @@ class Stack:
 
     def api_port(self) -> int:
         return self.compose.port("nlb", 9999)
+
+    def design_port(self, design: str) -> int:
+        """Host port of a design's listener."""
+        d = DESIGNS[design]
+        return self.compose.port(d.service, d.container_port)
 
     def direct_port(self, backend: str) -> int:
         """Host port of a backend's diagnostic listener (TLS, no PROXY protocol)."""

@@ -44,11 +44,11 @@ def docker_client():
 
 @pytest.fixture(scope="session")
 def lab_settings(tmp_path_factory, docker_client) -> Settings:
-    """Settings for an isolated lab: unique project, free subnets, Docker-picked ports."""
+    """Settings for an isolated lab running every design: unique project, free subnets, Docker-picked ports."""
     internet, vpc = docker_env.free_subnets(docker_client, 2)
-    any_port = {var: "0" for var in Settings().host_ports}
+    any_port = {var: "0" for var in Settings().all_host_ports}
     return Settings.from_env(
-        env=any_port,
+        env={**any_port, "LAB_DESIGNS": "all"},
         project=f"mtlslab-test-{secrets.token_hex(3)}",
         home=tmp_path_factory.mktemp("lab"),
         internet_subnet=internet, vpc_subnet=vpc,

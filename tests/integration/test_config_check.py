@@ -33,6 +33,7 @@ def haproxy_check(docker_client, settings, refs, cfg_dir):
         str(cfg_dir): {"bind": "/etc/haproxy/lab", "mode": "ro"},
         str(settings.build_dir / "trust"): {"bind": "/etc/lab/trust", "mode": "ro"},
         str(lay.health_dir): {"bind": "/etc/lab/health", "mode": "ro"},
+        str(lay.server_dir): {"bind": "/etc/lab/server", "mode": "ro"},
     })
 
 
@@ -45,17 +46,23 @@ def nginx_check(docker_client, settings, refs, cfg_dir):
     })
 
 
-def test_haproxy_cfg_passes_haproxy_c(docker_client, rendered):
+@pytest.mark.parametrize("lb", ["nlb", "nlb-tls", "alb"])
+def test_haproxy_cfg_passes_haproxy_c(docker_client, rendered, lb):
     settings, refs = rendered
-    rc, out = haproxy_check(docker_client, settings, refs, settings.build_dir / "haproxy")
+    rc, out = haproxy_check(docker_client, settings, refs, settings.build_dir / "haproxy" / lb)
     assert rc == 0, out
     assert "Configuration file is valid" in out
 
 
-@pytest.mark.parametrize("name", ["web1", "web2", "sorry"])
-def test_nginx_conf_passes_nginx_t(docker_client, rendered, name):
+@pytest.mark.parametrize("name", ["web1", "web2", "sorry", "alb-waf", "web1-with-waf"])
+def test_nginx_conf_passes_nginx_t(docker_client, rendered, name, tmp_path):
     settings, refs = rendered
-    rc, out = nginx_check(docker_client, settings, refs, settings.build_dir / "nginx" / name)
+    folder = settings.build_dir / "nginx" / name
+    if name == "web1-with-waf":  # ModSecurity and the core rule set load on a backend too
+        folder = tmp_path
+        (folder / "nginx.conf").write_text(render.nginx_conf(settings.with_(backend_waf=True), "web1"))
+        (folder / "modsecurity.conf").write_text(render.modsecurity_conf())
+    rc, out = nginx_check(docker_client, settings, refs, folder)
     assert rc == 0, out
     assert "syntax is ok" in out and "test is successful" in out
 
@@ -64,7 +71,7 @@ def test_broken_configs_fail_the_checks(docker_client, rendered, tmp_path):
     settings, refs = rendered
     bad_haproxy = tmp_path / "haproxy"
     bad_haproxy.mkdir()
-    good = (settings.build_dir / "haproxy" / "haproxy.cfg").read_text()
+    good = (settings.build_dir / "haproxy" / "nlb" / "haproxy.cfg").read_text()
     (bad_haproxy / "haproxy.cfg").write_text(good.replace("stick on src", "stick on nonsense_fetch"))
     rc, out = haproxy_check(docker_client, settings, refs, bad_haproxy)
     assert rc != 0 and "nonsense_fetch" in out

@@ -37,7 +37,7 @@ def test_refusal_says_why_and_echoes_nothing_of_the_identity(certs_dir, nlb_port
     assert reply.status == 400
     assert reply.body["error"] == "client certificate refused"
     assert reply.body["client_verify"].startswith(("NONE", "FAILED:"))
-    assert set(reply.body) == {"error", "backend", "client_verify"}
+    assert set(reply.body) == {"error", "backend", "listener", "client_verify"}
 
 
 def test_refusal_reason_is_in_the_backend_log(lab_stack, certs_dir, nlb_port):

@@ -13,7 +13,7 @@ from lab import docker_env, probe
 from lab.errors import CertsMissing, ComposeMissing
 from lab.settings import Settings
 
-ANY_PORT = {var: "0" for var in Settings().host_ports}
+ANY_PORT = {var: "0" for var in Settings().all_host_ports}
 
 
 def lab(*args, env):

@@ -12,7 +12,7 @@ def settings(tmp_path, **env):
 
 
 def test_haproxy_is_a_tcp_passthrough_with_source_ip_stickiness(tmp_path):
-    cfg = render.haproxy_cfg(settings(tmp_path, LAB_STICK_EXPIRE="45m"))
+    cfg = render.haproxy_cfg(settings(tmp_path, LAB_STICK_EXPIRE="45m"), "nlb")
     assert "mode tcp" in cfg and "mode http" in cfg.split("frontend stats")[1]
     assert "stick-table type ip size 1m expire 45m peers lab" in cfg
     assert "stick on src" in cfg
@@ -21,19 +21,42 @@ def test_haproxy_is_a_tcp_passthrough_with_source_ip_stickiness(tmp_path):
     assert "server sorry 198.51.100.13:443 backup non-stick" in cfg
     # the passthrough frontend never terminates TLS
     assert " ssl " not in cfg.split("frontend nlb")[1].split("backend web")[0]
+    assert "crt /etc/lab/health/health.pem" in cfg  # checks present the health certificate
+
+
+def test_tls_terminating_load_balancers_verify_and_keep_the_client_ip(tmp_path):
+    s = settings(tmp_path)
+    nlb_tls = render.haproxy_cfg(s, "nlb-tls")
+    assert "bind :443 ssl crt /etc/lab/server/server.crt verify required ca-file" in nlb_tls
+    assert "crl-file /etc/lab/trust/crl.pem" in nlb_tls and "send-proxy-v2" in nlb_tls
+    assert "198.51.100.11:8446" in nlb_tls
+    alb = render.haproxy_cfg(s, "alb")
+    # client copies of identity headers and X-Forwarded-For are dropped on every listener
+    assert alb.count("http-request del-header ^X-Amzn-Mtls- -m beg") == 3
+    assert alb.count("cookie AWSALB insert") == 3
+    assert "verify optional" in alb and "ca-ignore-err all" in alb  # passthrough asks, does not check
+    # an ALB never presents a client certificate to its targets
+    assert "health.pem" not in alb
 
 
 def test_nginx_backend_demands_client_cert_and_trusts_proxy_only_from_lb(tmp_path):
     conf = render.nginx_conf(settings(tmp_path, LAB_VPC_SUBNET="198.18.9.0/24"), "web2")
     assert "listen 443 ssl proxy_protocol;" in conf
-    assert "ssl_verify_client on;" in conf and "ssl_crl /etc/lab/trust/crl.pem;" in conf
+    assert conf.count("ssl_verify_client on;") == 1 and "ssl_crl /etc/lab/trust/crl.pem;" in conf
     assert "listen 8443 ssl;" in conf  # the diagnostic listener, no PROXY protocol
     assert "ssl_protocols TLSv1.2 TLSv1.3;" in conf
-    assert "set_real_ip_from 198.18.9.10;" in conf and conf.count("set_real_ip_from") == 1
+    # each listener believes exactly one load balancer: NLB, ALB (twice), NLB TLS
+    assert re.findall(r"set_real_ip_from (\S+);", conf) == ["198.18.9.10", "198.18.9.21", "198.18.9.21", "198.18.9.22"]
     assert '"backend":"web2"' in conf
     # nginx drops server-level add_header in a location that has its own: keep them server-level
     locations = re.findall(r"^\s*location [^{]*\{([^}]*)\}", conf, re.M)
-    assert len(locations) == 4 and not any("add_header" in block for block in locations)
+    assert len(locations) >= 10 and not any("add_header" in block for block in locations)
+    # identity headers and X-Forwarded-For are believed from the ALB's address only
+    assert "geo $realip_remote_addr $from_alb { default 0; 198.18.9.21 1; }" in conf
+    assert "modsecurity" not in conf  # no WAF on the backends unless asked
+    waf_on = render.nginx_conf(settings(tmp_path, LAB_BACKEND_WAF="on"), "web1")
+    assert waf_on.startswith("# Rendered") and "load_module /usr/lib/nginx/modules/ngx_http_modsecurity_module.so;" in waf_on
+    assert waf_on.count("modsecurity on;") == 4
 
 
 def test_sorry_page_asks_no_certificate_and_answers_503(tmp_path):
@@ -52,7 +75,8 @@ def test_unknown_server_name(tmp_path):
 def test_render_writes_files_and_a_hash_that_follows_content(tmp_path):
     s = settings(tmp_path)
     first = render.render(s, {"nginx": "mtls-lab/nginx:x"})
-    assert (s.build_dir / "haproxy" / "haproxy.cfg").exists()
+    assert (s.build_dir / "haproxy" / "nlb" / "haproxy.cfg").exists()
+    assert (s.build_dir / "nginx" / "alb-waf" / "modsecurity.conf").exists()
     assert (s.build_dir / "nginx" / "sorry" / "nginx.conf").exists()
     env_text = first.env_file.read_text()
     assert "LAB_IMAGE_NGINX='mtls-lab/nginx:x'" in env_text

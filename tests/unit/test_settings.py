@@ -31,7 +31,9 @@ def test_port_zero_means_any_free_port():
 BAD = [
     pytest.param({"LAB_NLB_PORT": "http"}, r"LAB_NLB_PORT='http' is not a port number: use 1-65535", id="port-word"),
     pytest.param({"LAB_NLB_PORT": "70000"}, r"LAB_NLB_PORT=70000 is out of range", id="port-range"),
-    pytest.param({"LAB_STATS_PORT": "8443"}, r"must differ", id="port-clash"),
+    pytest.param({"LAB_STATS_PORT": "8443"}, r"must all differ", id="port-clash"),
+    pytest.param({"LAB_DESIGNS": "alb,elb"}, r"unknown design 'elb'", id="design"),
+    pytest.param({"LAB_BACKEND_WAF": "maybe"}, r"LAB_BACKEND_WAF='maybe': use on or off", id="waf-flag"),
     pytest.param({"LAB_INTERNET_SUBNET": "10.0.0.0/33"}, r"LAB_INTERNET_SUBNET='10.0.0.0/33' is not an IPv4 subnet", id="subnet-bad"),
     pytest.param({"LAB_INTERNET_SUBNET": "203.0.113.0/28"}, r"too small: the lab needs a /24", id="subnet-small"),
     pytest.param({"LAB_VPC_SUBNET": "203.0.113.0/24"}, r"overlaps LAB_VPC_SUBNET", id="subnet-overlap"),
@@ -49,3 +51,13 @@ BAD = [
 def test_bad_settings_name_the_fix(env, message):
     with pytest.raises(ValueError, match=message):
         Settings.from_env(env=env)
+
+
+def test_designs_and_profiles():
+    s = Settings.from_env(env={"LAB_DESIGNS": "nlb-tls-mtls, alb-mtls-verify"})
+    assert s.designs == ("alb-mtls-verify", "nlb-tls-mtls")
+    assert s.profiles == ("alb", "alb-mtls-verify", "nlb-tls-mtls")
+    assert "LAB_ALB_VERIFY_PORT" in s.host_ports and "LAB_ALB_PORT" not in s.host_ports
+    assert Settings.from_env(env={"LAB_DESIGNS": "all"}).designs == (
+        "alb", "alb-mtls-verify", "alb-mtls-passthrough", "nlb-tls-mtls")
+    assert Settings.from_env(env={}).profiles == ()

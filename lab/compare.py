@@ -1,0 +1,211 @@
+"""`lab compare`: the same client matrix against every running design, one table.
+
+Every cell comes from a live probe made with curl from the client container (so the
+source address is known): a valid client, a rogue-CA client, no certificate, a
+SQL-injection request, repeated requests for stickiness, and the backend's own log for
+what it saw of the client's address.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import dataclass, field
+
+from .designs import DESIGNS
+from .probe import ClientContainer
+from .stack import Stack
+
+MARK = "@@lab@@"
+WRITE_OUT = f"\n{MARK} %{{http_code}} %{{exitcode}} %header{{x-backend}} %header{{set-cookie}}\n"
+SQLI = "id=1%27%20OR%20%271%27%3D%271"
+HANDSHAKE_FAILURES = {35, 56, 16, 58}  # curl: SSL connect error, recv failure, HTTP/2 framing, local cert
+
+
+@dataclass
+class Answer:
+    """One curl request: status (0 when no HTTP answer), curl's exit code, body, headers."""
+
+    argv: list
+    status: int
+    curl_exit: int
+    backend: str
+    set_cookie: str
+    body: object
+    stderr: str = ""
+
+    @property
+    def json(self) -> dict:
+        return self.body if isinstance(self.body, dict) else {}
+
+    @property
+    def handshake_failed(self) -> bool:
+        return self.status == 0 and self.curl_exit in HANDSHAKE_FAILURES
+
+
+@dataclass
+class Client:
+    """curl in the client container, aimed at one design's listener."""
+
+    box: ClientContainer
+    design: str
+    address: str  # the load balancer's internet-side address
+    history: list = field(default_factory=list)
+
+    @property
+    def port(self) -> int:
+        return DESIGNS[self.design].container_port
+
+    def argv(self, client, source, path="/whoami", cookie=None) -> list:
+        extra = ["--resolve", f"www.lab.test:{self.port}:{self.address}"]
+        if cookie:
+            extra += ["-H", f"Cookie: {cookie}"]
+        return self.box.curl_argv(client, source, [f"https://www.lab.test:{self.port}{path}"], extra=extra,
+                                  write_out=WRITE_OUT)
+
+    def get(self, client="alice", source=None, path="/whoami", cookie=None) -> Answer:
+        argv = self.argv(client, source, path, cookie)
+        rc, out = self.box.exec(argv)
+        body, _, tail = out.rpartition(MARK)
+        parts = tail.strip().split(" ", 3) + ["", "", "", ""]
+        status, code, backend, cookie_hdr = parts[0], parts[1], parts[2], parts[3]
+        text = body.strip()
+        try:
+            parsed = json.loads(text.splitlines()[-1]) if text else ""
+        except ValueError:
+            parsed = text
+        answer = Answer(argv, int(status or 0), int(code or rc or 0), backend, cookie_hdr.strip(), parsed)
+        self.history.append(answer)
+        return answer
+
+
+def clients_for(stack: Stack, dc) -> dict:
+    """design -> Client, for the designs whose load balancer is running."""
+    box = ClientContainer(dc, stack.settings.project)
+    running = {r["service"] for r in stack.services() if r["state"] == "running"}
+    return {name: Client(box, name, stack.settings.lb_ips(d.service)[0])
+            for name, d in DESIGNS.items() if d.service in running}
+
+
+def _backend_log(stack: Stack, nonce: str) -> dict:
+    """The backend's JSON log line for the request carrying ``nonce``."""
+    logs = stack.compose.logs("web1", "web2", tail=400)
+    for line in reversed(logs.splitlines()):
+        if nonce in line and "|" in line:
+            try:
+                return json.loads(line.split("|", 1)[1])
+            except ValueError:
+                continue
+    return {}
+
+
+# How each backend listener learns who the client is (the listener is in every answer).
+IDENTITY_VIA = {"tls": "TLS", "alb-headers": "X-Amzn-Mtls-* headers",
+                "alb-chain": "chain header, verified by backend"}
+
+
+def _enforcement(refused: Answer) -> str:
+    if refused.handshake_failed:
+        return "load balancer, TLS handshake"
+    listener = refused.json.get("listener")
+    if refused.status == 400 and listener == "tls":
+        return "backend nginx, TLS"
+    if refused.status == 400 and listener == "alb-chain":
+        return "backend verifier"
+    if refused.status == 400 and listener == "alb-headers":
+        return "backend, headers"
+    return f"unclear (HTTP {refused.status}, curl exit {refused.curl_exit})"
+
+
+def probe_design(stack: Stack, client: Client) -> dict:
+    """Run the matrix against one design; return its cells and the evidence behind them."""
+    s = stack.settings
+    src, other_sources = s.client_extra_ips[13], s.client_extra_ips[:6]
+    nonce = secrets.token_hex(4)
+    alice = client.get("alice", src, path=f"/whoami?probe={nonce}")
+    rogue = client.get("rogue-ca", src)
+    nocert = client.get(None, src)
+    sqli = client.get("alice", src, path=f"/whoami?{SQLI}")
+    log = _backend_log(stack, nonce)
+
+    auth_ok = alice.status == 200 and alice.json.get("client_verify") == "SUCCESS"
+    rogue_in = rogue.status == 200
+    none_in = nocert.status == 200
+    if rogue_in or none_in:
+        auth = "UNSAFE: " + ("rogue CA accepted" if rogue_in else "no certificate accepted")
+    elif auth_ok:
+        auth = "works"
+    else:
+        verdict = alice.json.get("client_verify") or f"HTTP {alice.status}"
+        auth = f"BROKEN: valid client refused ({verdict})"
+    enforced = _enforcement(rogue) if not auth.startswith("BROKEN") else \
+        f"nowhere: the {_enforcement(alice)} check never gets the certificate"
+
+    subject = alice.json.get("client_subject", "")
+    if auth_ok and subject:
+        identity = f"yes, {IDENTITY_VIA.get(alice.json.get('listener'), '?')} ({subject.split(',')[0]})"
+    elif auth_ok:
+        identity = "no: verified at the LB, not forwarded"
+    else:
+        identity = "no"
+
+    seen_ip = alice.json.get("client_ip") or log.get("client_ip")
+    if seen_ip == src:
+        client_ip = f"yes, {alice.json.get('client_ip_source') or 'logged'}"
+    elif log.get("x_forwarded_for", "").split(",")[-1].strip() == src:
+        client_ip = "X-Forwarded-For only (logged)"
+    else:
+        client_ip = f"no (saw {seen_ip or '-'})"
+
+    # Stickiness: the same address five times without cookies, then with the cookie returned.
+    same_ip = {client.get("bob", src).backend for _ in range(5)}
+    cookie = alice.set_cookie.split(";")[0] if alice.set_cookie else ""
+    if cookie:
+        pinned = {client.get("bob", src, cookie=cookie).backend for _ in range(5)}
+        sticky = f"cookie {cookie.split('=')[0]}" if len(pinned) == 1 else "cookie set but not honoured"
+    elif len(same_ip) == 1:
+        spread = {client.get("bob", ip).backend for ip in other_sources}
+        sticky = "source IP" if len(spread) > 1 else "source IP (all probes landed on one backend)"
+    else:
+        sticky = "none"
+
+    waf_where = sqli.json.get("waf") if sqli.status == 403 else None
+    if waf_where:
+        waf = "yes, at the LB (403)" if waf_where == "load balancer" else "yes, on the backends (403)"
+    elif sqli.status == 200:
+        waf = "no: passes unseen"
+    else:
+        waf = f"untested (HTTP {sqli.status})"
+
+    return {
+        "summary": DESIGNS[client.design].summary,
+        "client_cert_auth": auth,
+        "enforced_at": enforced,
+        "backend_sees_identity": identity,
+        "backend_sees_client_ip": client_ip,
+        "stickiness": sticky,
+        "waf_can_inspect": waf,
+        "evidence": {
+            "alice": {"status": alice.status, "curl_exit": alice.curl_exit, "body": alice.body},
+            "rogue_ca": {"status": rogue.status, "curl_exit": rogue.curl_exit, "body": rogue.body},
+            "no_certificate": {"status": nocert.status, "curl_exit": nocert.curl_exit, "body": nocert.body},
+            "sql_injection": {"status": sqli.status, "body": sqli.body},
+            "backend_log": {k: log.get(k) for k in ("client_ip", "peer_ip", "x_forwarded_for", "client_verify")},
+            "source_ip": src,
+        },
+    }
+
+
+def compare(stack: Stack, dc) -> dict:
+    """design -> probe result, for every running design (NLB first)."""
+    return {name: probe_design(stack, client) for name, client in clients_for(stack, dc).items()}
+
+
+COLUMNS = (
+    ("client_cert_auth", "client-cert auth"),
+    ("enforced_at", "enforced at"),
+    ("backend_sees_identity", "backend sees identity"),
+    ("backend_sees_client_ip", "backend sees client IP"),
+    ("stickiness", "stickiness"),
+    ("waf_can_inspect", "WAF can inspect"),
+)
