@@ -277,6 +277,23 @@ def compare(obj, as_json):
         obj.ui.info(f"not running: {', '.join(missing)} (`lab up --all-designs` to compare them too)")
 
 
+@cli.command()
+@click.argument("name", required=False)
+@pass_ctx
+def demo(obj, name):
+    """Show one seed claim live and check it (exits 1 if not observed). No NAME: list them."""
+    from .demos import DEMOS, run
+
+    if not name:
+        for key, (_, claim, needs) in DEMOS.items():
+            click.echo(f"{key:18} {claim}  [needs: {', '.join(needs)}]")
+        return
+    dc = docker_env.client()
+    docker_env.ensure_compose()
+    if not run(name, Stack(obj.settings), dc):
+        sys.exit(1)
+
+
 @cli.group()
 def fault():
     """Break a backend (or reload the load balancer) and see what clients see."""

@@ -56,15 +56,15 @@ class Client:
     def port(self) -> int:
         return DESIGNS[self.design].container_port
 
-    def argv(self, client, source, path="/whoami", cookie=None) -> list:
-        extra = ["--resolve", f"www.lab.test:{self.port}:{self.address}"]
+    def argv(self, client, source, path="/whoami", cookie=None, extra=()) -> list:
+        extra = ["--resolve", f"www.lab.test:{self.port}:{self.address}", *extra]
         if cookie:
             extra += ["-H", f"Cookie: {cookie}"]
         return self.box.curl_argv(client, source, [f"https://www.lab.test:{self.port}{path}"], extra=extra,
                                   write_out=WRITE_OUT)
 
-    def get(self, client="alice", source=None, path="/whoami", cookie=None) -> Answer:
-        argv = self.argv(client, source, path, cookie)
+    def get(self, client="alice", source=None, path="/whoami", cookie=None, extra=()) -> Answer:
+        argv = self.argv(client, source, path, cookie, extra)
         rc, out = self.box.exec(argv)
         body, _, tail = out.rpartition(MARK)
         parts = tail.strip().split(" ", 3) + ["", "", "", ""]
@@ -81,8 +81,10 @@ class Client:
 
 def clients_for(stack: Stack, dc) -> dict:
     """design -> Client, for the designs whose load balancer is running."""
-    box = ClientContainer(dc, stack.settings.project)
     running = {r["service"] for r in stack.services() if r["state"] == "running"}
+    if "client" not in running:
+        return {}
+    box = ClientContainer(dc, stack.settings.project)
     return {name: Client(box, name, stack.settings.lb_ips(d.service)[0])
             for name, d in DESIGNS.items() if d.service in running}
 

@@ -120,9 +120,18 @@ def nginx_conf(settings: Settings, name: str, env: jinja2.Environment | None = N
         verify_depth=2,
         waf=waf,
         waf_module=waf,
+        generation=generation(settings),
         workers=1 if name in ("sorry", "alb-waf") else "auto",
         error_log_level="notice",
     )
+
+
+def generation(settings: Settings) -> str:
+    """A fingerprint of everything a rendering depends on (settings and templates)."""
+    digest = hashlib.sha256(repr(settings).encode())
+    for template in sorted((REPO_ROOT / "nginx").glob("*.j2")) + sorted((REPO_ROOT / "haproxy").glob("*.j2")):
+        digest.update(template.read_bytes())
+    return digest.hexdigest()[:12]
 
 
 def modsecurity_conf(env: jinja2.Environment | None = None) -> str:

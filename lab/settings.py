@@ -198,7 +198,7 @@ class Settings:
             internet_auto="LAB_INTERNET_SUBNET" not in env,
             vpc_auto="LAB_VPC_SUBNET" not in env,
             home=home,
-            certs_dir=Path(env["LAB_CERTS_DIR"]) if env.get("LAB_CERTS_DIR") else home / "certs",
+            certs_dir=Path(env["LAB_CERTS_DIR"]) if env.get("LAB_CERTS_DIR") else None,  # None: home/certs
         )
         values.update(overrides)
         return cls(**values)

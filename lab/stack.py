@@ -30,6 +30,16 @@ def read_env_file(path: Path) -> dict:
     return values
 
 
+def _live_generation(container) -> str:
+    """The X-Lab-Config header an nginx container answers its own health check with."""
+    argv = ["curl", "-sk", "-o", "/dev/null", "-D", "-", "--haproxy-protocol", "https://127.0.0.1:443/healthz"]
+    _, out = container.exec_run(argv)
+    for line in out.decode(errors="replace").splitlines():
+        if line.lower().startswith("x-lab-config:"):
+            return line.split(":", 1)[1].strip()
+    return ""
+
+
 def _clean_env() -> dict:
     """The caller's environment minus compose/lab variables: the env file is the truth."""
     return {k: v for k, v in os.environ.items()
@@ -152,11 +162,17 @@ class Stack:
         """
         dc = dc or docker_env.client()
         render.render(self.settings, images.image_refs(dc))
+        wanted = render.generation(self.settings)
+        reloaded = []
         for service in (s for s in ("web1", "web2", "sorry") if s in services):
             container = probe.compose_container(dc, self.settings.project, service)
             rc, out = container.exec_run(["nginx", "-s", "reload", "-c", "/etc/nginx/lab/nginx.conf"])
             if rc != 0:
                 raise StackError(f"{service}: nginx -s reload failed: {out.decode(errors='replace').strip()}")
+            reloaded.append(container)
+        for container in reloaded:  # `nginx -s reload` only signals: wait for the new workers
+            probe.wait_for(lambda c=container: _live_generation(c) == wanted, 15,
+                           what=f"{container.name} serving the new configuration")
         if "nlb" in services:
             probe.compose_container(dc, self.settings.project, "nlb").kill(signal="SIGUSR2")
         if ui:
@@ -168,7 +184,7 @@ class Stack:
             # Never rendered here: compose still needs the variables to parse the file.
             render.render(self.settings, {})
         every_profile = [arg for name in DESIGNS for arg in ("--profile", name)]
-        self.compose.run(*every_profile, "down", "--volumes", "--remove-orphans", "--timeout", "5")
+        self.compose.run(*every_profile, "down", "--volumes", "--remove-orphans", "--timeout", "2")
         if ui:
             ui.ok(f"{self.settings.project} is down")
 

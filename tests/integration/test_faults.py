@@ -20,7 +20,7 @@ from lab import certs, fault, probe
 
 DETECT_BOUND_S = 5.0  # fall x (inter + timeout check) + inter, see haproxy.cfg.j2
 RATE = 5
-OUTAGE = 5.5
+OUTAGE = 4.5
 
 
 @pytest.fixture(scope="module")
@@ -29,8 +29,8 @@ def faults(lab_stack, docker_client):
 
 
 def run(faults, kind, target, sources):
-    report = fault.measure(faults, kind, target, sources=sources, rate=RATE, fault_at=1.5,
-                           restore_at=1.5 + OUTAGE, duration=OUTAGE + 3.0)
+    report = fault.measure(faults, kind, target, sources=sources, rate=RATE, fault_at=1.0,
+                           restore_at=1.0 + OUTAGE, duration=OUTAGE + 2.0)
     print(f"\n{kind} {target}: {report['requests']} requests, {report['failed']} failed "
           f"{report['failed_by_kind']}, sorry {report['sorry_page']}, detected {report['detected_after_s']}, "
           f"back up {report['back_up_after_s']}, max latency {report['latency_s']['max']} s")

@@ -1,0 +1,300 @@
+"""`lab demo NAME`: one seed claim at a time, shown live and checked.
+
+Each demo narrates what it does, shows the command it runs (the one a trainer could
+type), prints the evidence, and checks the claim. It exits non-zero when the behaviour
+it claims is not observed, so a demo that "works" on stage has actually been seen.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import shlex
+import subprocess
+from dataclasses import dataclass, field
+
+from rich.console import Console
+from rich.markup import escape
+
+from . import compare, fault, probe
+from .designs import DESIGNS
+from .errors import LabError
+from .stack import Stack
+
+DEMOS: dict = {}
+
+
+def demo(name: str, claim: str, needs=("nlb",)):
+    def register(func):
+        DEMOS[name] = (func, claim, tuple(needs))
+        return func
+    return register
+
+
+@dataclass
+class Show:
+    """The narrator: steps, commands, evidence and checked claims."""
+
+    stack: Stack
+    dc: object
+    clients: dict
+    console: Console = field(default_factory=lambda: Console(highlight=False, soft_wrap=True))
+    results: list = field(default_factory=list)
+
+    def say(self, text: str) -> None:
+        self.console.print(f"\n[bold]{escape(text)}[/]")
+
+    def note(self, text: str) -> None:
+        self.console.print(f"  {escape(text)}")
+
+    def command(self, argv: list, where: str = "client") -> None:
+        prefix = ["docker", "compose", "-p", self.stack.settings.project, "exec", "client"] if where == "client" else []
+        self.console.print(f"  [cyan]$ {escape(shlex.join(prefix + list(argv)))}[/]")
+
+    def evidence(self, text: str) -> None:
+        for line in str(text).strip().splitlines()[:12]:
+            self.console.print(f"  [dim]│[/] {escape(line)}")
+
+    def check(self, ok: bool, claim: str) -> bool:
+        self.results.append((ok, claim))
+        mark = "[green]✓ seen:[/]" if ok else "[red]✗ NOT seen:[/]"
+        self.console.print(f"  {mark} {escape(claim)}")
+        return ok
+
+    def get(self, design: str, client="alice", source=None, path="/whoami", cookie=None, extra=()):
+        c = self.clients[design]
+        self.command(_readable(c.argv(client, source, path, cookie, extra)))
+        answer = c.get(client, source, path, cookie, extra)
+        shown = json.dumps(answer.body) if isinstance(answer.body, dict) else str(answer.body)
+        self.evidence(f"{shown or f'(no HTTP answer: curl exit {answer.curl_exit})'}\nHTTP {answer.status or '-'}")
+        return answer
+
+    @property
+    def source(self) -> str:
+        return self.stack.settings.client_extra_ips[14]
+
+
+def _readable(argv: list) -> list:
+    """curl's argv without the machine-readable --write-out (what a person would type)."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        if arg == "-w":
+            skip = True
+            continue
+        out.append(arg)
+    return out
+
+
+# ---------------------------------------------------------------------------
+@demo("alb-breaks-mtls", "C1: a TLS-terminating load balancer breaks client-certificate auth", needs=("nlb", "alb"))
+def alb_breaks_mtls(show: Show):
+    show.say("1. alice, with a valid certificate, through the NLB (TLS passes through to the backend)")
+    nlb = show.get("nlb", "alice", show.source)
+    show.check(nlb.status == 200 and nlb.json.get("client_verify") == "SUCCESS",
+               "through the NLB the backend verified alice's certificate (200, SUCCESS)")
+    show.say("2. the same alice, the same certificate, through the ALB (TLS ends at the load balancer)")
+    alb = show.get("alb", "alice", show.source)
+    show.check(alb.status == 400 and alb.json.get("client_verify") == "NONE",
+               "through the ALB the backend got no client certificate at all (400, NONE)")
+    show.say("3. why: the ALB never even asks the client for a certificate")
+    for design in ("nlb", "alb"):
+        port, address = DESIGNS[design].container_port, show.clients[design].address
+        argv = ["openssl", "s_client", "-connect", f"{address}:{port}", "-servername", "www.lab.test",
+                "-CAfile", "/certs/ca.pem"]
+        show.command(argv)
+        _, out = show.clients[design].box.exec(argv)
+        lines = [l for l in out.splitlines() if "client certificate CA names" in l or "CA names sent" in l]
+        show.evidence("\n".join(lines) or "(no CA list line)")
+        asked = "Acceptable client certificate CA names" in out
+        show.check(asked == (design == "nlb"),
+                   f"the {design.upper()} listener {'asks' if design == 'nlb' else 'does not ask'} for a client certificate")
+    show.note("The backend demands a certificate from whoever connects to it: with an ALB that is the ALB,")
+    show.note("which has none. Client-certificate auth must happen where TLS ends (seed claim C1).")
+
+
+@demo("nlb-passthrough", "C1: an NLB with a TCP listener keeps client-certificate auth end to end")
+def nlb_passthrough(show: Show):
+    show.say("1. alice through the NLB: the backend itself verified her certificate")
+    ok = show.get("nlb", "alice", show.source)
+    show.check(ok.status == 200 and ok.json.get("identity_source") == "tls"
+               and ok.json.get("client_subject", "").startswith("CN=alice"),
+               "the backend saw alice's certificate in its own TLS handshake")
+    show.say("2. a certificate from a CA nobody trusts, and no certificate at all")
+    rogue = show.get("nlb", "rogue-ca", show.source)
+    none = show.get("nlb", None, show.source)
+    show.check(rogue.status == 400 and rogue.json.get("client_verify", "").startswith("FAILED:"),
+               "the rogue-CA client is refused by the backend, with nginx's reason")
+    show.check(none.status == 400 and none.json.get("client_verify") == "NONE", "no certificate: refused")
+    show.say("3. the load balancer holds no key: it cannot read or change the TLS stream")
+    nlb = probe.compose_container(show.dc, show.stack.settings.project, "nlb")
+    mounts = [m["Destination"] for m in nlb.attrs["Mounts"]]
+    show.command(["docker", "inspect", "--format", "{{range .Mounts}}{{.Destination}} {{end}}", nlb.name], where="host")
+    show.evidence(" ".join(mounts))
+    show.check("/etc/lab/server" not in mounts, "no server certificate or key is mounted into the NLB")
+
+
+@demo("nat-stickiness", "C2: NLB stickiness keys on the source IP, so users behind one NAT pile onto one server")
+def nat_stickiness(show: Show):
+    s = show.stack.settings
+    box = show.clients["nlb"].box
+    nat = s.client_ip
+    show.say(f"1. 30 requests from 30 users behind one NAT address ({nat}): 15 as alice, 15 as bob")
+    show.command(box.curl_argv("alice", nat, ["https://www.lab.test/whoami"] * 2)[:-1] + ["... x15"])
+    replies = box.get("alice", nat, count=15) + box.get("bob", nat, count=15)
+    counts = collections.Counter(r.backend for r in replies)
+    show.evidence(f"backends: {dict(counts)}")
+    show.check(len(counts) == 1 and sum(counts.values()) == 30, "all 30 landed on one backend")
+    show.say("2. eight users, each with an address of their own")
+    spread = {ip: box.get("bob", ip)[0].backend for ip in s.client_extra_ips[:8]}
+    show.evidence("\n".join(f"{ip} -> {b}" for ip, b in spread.items()))
+    show.check(set(spread.values()) == {"web1", "web2"}, "distinct addresses spread over both backends")
+    show.say("3. what the load balancer keeps: a stick table keyed by source address")
+    show.command(["lab", "api", "show", "table", "web"], where="host")
+    table = probe.RuntimeAPI(show.stack.api_port()).stick_table()
+    show.evidence("\n".join(f"{ip} -> {srv}" for ip, srv in table.items() if ip in spread or ip == nat))
+    show.check(table.get(nat) == replies[0].backend, "the NAT address is one entry, pinned to that backend")
+
+
+@demo("client-ip", "C3: the NLB keeps the client's address; an ALB replaces it with its own (X-Forwarded-For)")
+def client_ip(show: Show):
+    s = show.stack.settings
+    show.say(f"1. through the NLB from {show.source}: the backend learns the address from PROXY protocol v2")
+    nlb = show.get("nlb", "alice", show.source)
+    show.check(nlb.json.get("client_ip") == show.source and nlb.json.get("peer_ip") == s.nlb_vpc_ip,
+               "client_ip is the client's own address; the TCP peer is the NLB")
+    show.check(nlb.json.get("client_ip_source") == "PROXY protocol v2", "it came from the PROXY v2 header")
+    if "alb-mtls-verify" in show.clients:
+        show.say("2. through the ALB: the TCP peer is the ALB; the address travels in X-Forwarded-For")
+        alb = show.get("alb-mtls-verify", "alice", show.source)
+        show.check(alb.json.get("client_ip") == show.source and alb.json.get("peer_ip") == s.lb_ips("alb")[1]
+                   and alb.json.get("client_ip_source") == "X-Forwarded-For",
+                   "the backend takes it from X-Forwarded-For, believed from the ALB only")
+    else:
+        show.note("(start the ALB designs with `lab up --all-designs` to see the X-Forwarded-For contrast)")
+
+
+@demo("sorry-page", "C4: the sorry page takes over when every backend is down, and traffic fails back")
+def sorry_page(show: Show):
+    faults = fault.Faults(show.stack, show.dc)
+    certs_dir, port = show.stack.settings.certs_dir, show.stack.nlb_port()
+    show.say("1. stop both backends")
+    show.command(["lab", "fault", "inject", "stop", "all"], where="host")
+    faults.inject("stop", "all")
+    try:
+        seen = probe.wait_for(lambda: (r := probe.get(certs_dir, port, "alice")).backend == "sorry" and r, 15,
+                              what="the sorry page")
+        show.evidence(f"HTTP {seen.status} {seen.body}")
+        show.check(seen.status == 503, "the sorry page answers, 503, over the same certificate")
+        page = probe.get(certs_dir, port, None, path="/")
+        show.evidence(str(page.body)[:300])
+        show.check(page.status == 503 and "down for maintenance" in str(page.body).lower(),
+                   "a person sees a maintenance page (no client certificate needed)")
+        show.check("sorry" not in faults.api.stick_table().values(), "and nobody is pinned to it (non-stick)")
+    finally:
+        show.say("2. start them again")
+        show.command(["lab", "fault", "restore", "stop", "all"], where="host")
+        faults.restore("stop", "all")
+    back = probe.wait_for(lambda: (r := probe.get(certs_dir, port, "alice")).status == 200 and r, 30,
+                          what="fail back")
+    show.evidence(f"HTTP {back.status} backend={back.backend}")
+    show.check(back.backend in ("web1", "web2"), "traffic failed back to the backends by itself")
+
+
+@demo("waf-tradeoff", "C5: a WAF must sit where TLS ends; NLB passthrough hides requests from a WAF at the LB",
+      needs=("nlb", "alb"))
+def waf_tradeoff(show: Show):
+    path = f"/whoami?{compare.SQLI}"
+    show.say("1. a SQL-injection attempt through the ALB, whose WAF sees the decrypted request")
+    alb = show.get("alb-mtls-verify" if "alb-mtls-verify" in show.clients else "alb", "alice", show.source, path)
+    show.check(alb.status == 403 and alb.json.get("waf") == "load balancer", "blocked (403) by the WAF at the ALB")
+    show.say("2. the same request through the NLB: encrypted until it reaches the backend")
+    nlb = show.get("nlb", "alice", show.source, path)
+    show.check(nlb.status == 200, "it passes unseen and is served (200)")
+    show.say("3. the seed's way out, if one wants a WAF anyway: run it on the backends")
+    show.command(["env", "LAB_BACKEND_WAF=on", "lab", "reload"], where="host")
+    waf_on = Stack(show.stack.settings.with_(backend_waf=True))
+    waf_on.reload(dc=show.dc, services=("web1", "web2"))
+    try:
+        back = show.get("nlb", "alice", show.source, path)
+        show.check(back.status == 403 and str(back.json.get("waf", "")).startswith("backend"),
+                   "blocked (403) by ModSecurity on the backend")
+    finally:
+        show.command(["lab", "reload"], where="host")
+        show.stack.reload(dc=show.dc, services=("web1", "web2"))
+    show.note("The seed's author accepted losing the WAF: access is limited to certificate holders and the")
+    show.note("application was audited. ALB mutual TLS (2023) now lets WAF and client certificates coexist.")
+
+
+@demo("alb-mtls-headers", "ALB mutual TLS: verify mode forwards X-Amzn-Mtls-* headers; passthrough forwards the chain",
+      needs=("nlb", "alb"))
+def alb_mtls_headers(show: Show):
+    show.say("1. verify mode: the ALB checks the certificate and tells the backend who it was")
+    ok = show.get("alb-mtls-verify", "alice", show.source)
+    show.check(ok.status == 200 and ok.json.get("client_subject", "").startswith("CN=alice")
+               and ok.json.get("listener") == "alb-headers",
+               "the backend knows alice from X-Amzn-Mtls-Clientcert-Subject/-Serial-Number/-Issuer")
+    show.evidence(f"validity: {ok.json.get('client_validity')}\nleaf: {ok.json.get('client_leaf_start')}...")
+    show.check(ok.json.get("client_leaf_start", "").startswith("-----BEGIN%20CERTIFICATE-----%0A"),
+               "X-Amzn-Mtls-Clientcert-Leaf carries the URL-encoded PEM")
+    rogue = show.get("alb-mtls-verify", "rogue-ca", show.source)
+    show.check(rogue.handshake_failed, "a rogue-CA certificate fails the TLS handshake at the ALB")
+    show.say("2. passthrough mode: the ALB asks for a certificate, checks nothing, forwards the chain")
+    carol = show.get("alb-mtls-passthrough", "carol", show.source)
+    show.check(carol.status == 200 and carol.json.get("client_subject", "").startswith("CN=carol"),
+               "the backend verified carol's chain (leaf + intermediate) from X-Amzn-Mtls-Clientcert")
+    rogue = show.get("alb-mtls-passthrough", "rogue-ca", show.source)
+    show.check(rogue.status == 400 and rogue.json.get("client_verify", "").startswith("FAILED:"),
+               "the rogue-CA chain reached the backend, which refused it with OpenSSL's reason")
+
+
+@demo("header-spoofing", "identity headers are never believed from a client, only from the load balancer",
+      needs=("nlb", "alb"))
+def header_spoofing(show: Show):
+    forged = ["-H", "X-Amzn-Mtls-Clientcert-Subject: CN=admin,O=mTLS Lab",
+              "-H", "X-Amzn-Mtls-Clientcert-Serial-Number: 01", "-H", "X-Forwarded-For: 6.6.6.6"]
+    show.say("1. bob claims to be admin, through the ALB in verify mode")
+    bob = show.get("alb-mtls-verify", "bob", show.source, extra=forged)
+    show.check(bob.json.get("client_subject", "").startswith("CN=bob") and bob.json.get("client_ip") == show.source,
+               "the ALB dropped the forged headers: the backend sees bob, at his real address")
+    show.say("2. the same forged headers sent straight to the backend's header listener")
+    s = show.stack.settings
+    web1, port = s.backend_ip("web1"), 8444
+    argv = ["curl", "-sS", "--cacert", str(s.certs_dir / "ca.pem"), *forged,
+            "--resolve", f"www.lab.test:{port}:{web1}", f"https://www.lab.test:{port}/whoami"]
+    show.command(argv, where="host")
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False).stdout
+    show.evidence(out)
+    show.check('"client_verify":"NONE"' in out and "admin" not in out,
+               "not from the ALB's address: the headers are ignored and the request refused")
+
+
+# ---------------------------------------------------------------------------
+def run(name: str, stack: Stack, dc, console: Console | None = None) -> bool:
+    """Run demo ``name``; True when every claim was observed.
+
+    Raises:
+        LabError: for an unknown demo, or a design it needs that is not running.
+    """
+    if name not in DEMOS:
+        raise LabError(f"unknown demo {name!r}: choose one of {', '.join(DEMOS)}")
+    func, claim, needs = DEMOS[name]
+    clients = compare.clients_for(stack, dc)
+    running_services = {DESIGNS[d].service for d in clients}
+    missing = [n for n in needs if n not in running_services]
+    if missing:
+        raise LabError(f"demo {name} needs the {', '.join(missing)} load balancer: "
+                       f"`lab up --all-designs` (or `--design {missing[0]}`) first")
+    show = Show(stack, dc, clients, **({"console": console} if console else {}))
+    show.console.rule(f"[bold]{escape(name)}[/]: {escape(claim)}")
+    func(show)
+    seen = all(ok for ok, _ in show.results)
+    failed = [c for ok, c in show.results if not ok]
+    show.console.print()
+    if seen:
+        show.console.print(f"[green bold]claim observed[/] ({len(show.results)} checks)")
+    else:
+        show.console.print(f"[red bold]claim NOT observed[/]: {escape('; '.join(failed))}")
+    return seen

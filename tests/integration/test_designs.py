@@ -1,0 +1,247 @@
+"""The contrast designs, end to end, each with its negative controls.
+
+- alb: TLS ends at the ALB, which never asks for a certificate; the backends demand one
+  and refuse everyone (the seed's starting point, claim C1). Cookie stickiness, X-Forwarded-For.
+- alb-mtls-verify: the ALB verifies (a bad certificate fails the handshake) and forwards
+  X-Amzn-Mtls-Clientcert-* headers, which the backends believe from the ALB only.
+- alb-mtls-passthrough: the ALB forwards the chain; the backends verify it.
+- nlb-tls-mtls: the NLB's TLS listener verifies; the client address is kept.
+- WAF: a SQL injection is blocked where TLS ends at the load balancer, unseen through the NLB.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import urllib.parse
+
+import pytest
+
+from lab import certs, compare
+from lab.designs import DESIGNS
+
+SQLI = f"/whoami?{compare.SQLI}"
+
+
+@pytest.fixture(scope="module")
+def clients(lab_stack, docker_client):
+    found = compare.clients_for(lab_stack, docker_client)
+    assert set(found) == set(DESIGNS), "the test stack runs every design"
+    return found
+
+
+@pytest.fixture(scope="module")
+def source(lab_stack):
+    return lab_stack.settings.client_extra_ips[15]
+
+
+# (design, client, expected outcome): "ok", "handshake" (refused by the LB), or a
+# backend refusal "400:<client_verify>"
+MATRIX = [
+    ("nlb", "alice", "ok"),
+    ("nlb", "rogue-ca", "400:FAILED:unable to verify the first certificate"),
+    ("nlb", None, "400:NONE"),
+    ("alb", "alice", "400:NONE"),            # the valid client is refused: C1
+    ("alb", "rogue-ca", "400:NONE"),
+    ("alb", None, "400:NONE"),
+    ("alb-mtls-verify", "alice", "ok"),
+    ("alb-mtls-verify", "carol", "ok"),
+    ("alb-mtls-verify", "rogue-ca", "handshake"),
+    ("alb-mtls-verify", "revoked", "handshake"),
+    ("alb-mtls-verify", None, "handshake"),
+    ("alb-mtls-passthrough", "alice", "ok"),
+    ("alb-mtls-passthrough", "carol", "ok"),
+    ("alb-mtls-passthrough", "rogue-ca", "400:FAILED:unable to get local issuer certificate"),
+    ("alb-mtls-passthrough", "expired", "400:FAILED:certificate has expired"),
+    ("alb-mtls-passthrough", "revoked", "400:FAILED:certificate revoked"),
+    ("alb-mtls-passthrough", None, "400:NONE"),
+    ("nlb-tls-mtls", "alice", "ok"),
+    ("nlb-tls-mtls", "rogue-ca", "handshake"),
+    ("nlb-tls-mtls", None, "handshake"),
+]
+
+
+@pytest.mark.parametrize("design, client, expected", MATRIX,
+                         ids=[f"{d}-{c or 'no-cert'}" for d, c, _ in MATRIX])
+def test_design_matrix(clients, source, design, client, expected):
+    answer = clients[design].get(client, source)
+    if expected == "ok":
+        assert answer.status == 200 and answer.json["client_verify"] == "SUCCESS", answer.body
+    elif expected == "handshake":
+        assert answer.handshake_failed, (answer.status, answer.curl_exit, answer.body)
+    else:
+        status, verdict = expected.split(":", 1)
+        assert (answer.status, answer.json.get("client_verify")) == (int(status), verdict), answer.body
+
+
+def test_alb_never_asks_for_a_certificate_but_the_nlb_does(clients):
+    def asks(design):
+        c = clients[design]
+        _, out = c.box.exec(["openssl", "s_client", "-connect", f"{c.address}:{c.port}",
+                             "-servername", "www.lab.test", "-CAfile", "/certs/ca.pem"])
+        return "Acceptable client certificate CA names" in out, "No client certificate CA names sent" in out
+
+    assert asks("nlb") == (True, False)
+    assert asks("alb") == (False, True)
+    assert asks("alb-mtls-verify") == (True, False)
+
+
+def test_verify_mode_headers_carry_the_identity(clients, source, certs_dir):
+    answer = clients["alb-mtls-verify"].get("alice", source)
+    alice = certs.load_cert(certs.Layout(certs_dir).client_cert("alice"))
+    body = answer.json
+    assert body["identity_source"] == "X-Amzn-Mtls-* headers from the load balancer"
+    assert body["client_subject"] == alice.subject.rfc4514_string()
+    assert body["client_issuer"] == alice.issuer.rfc4514_string()
+    assert int(body["client_serial"], 16) == alice.serial_number
+    assert body["client_validity"].startswith("NotBefore=") and ";NotAfter=" in body["client_validity"]
+    pem_body = "".join(certs.Layout(certs_dir).client_cert("alice").read_text().splitlines()[1:])
+    expected_start = "-----BEGIN%20CERTIFICATE-----%0A" + urllib.parse.quote(pem_body[:40], safe="")
+    assert body["client_leaf_start"][:len(expected_start)] == expected_start[:len(body["client_leaf_start"])]
+
+
+def test_alb_designs_keep_the_client_address_in_x_forwarded_for(clients, source, lab_stack):
+    for design in ("alb-mtls-verify", "alb-mtls-passthrough"):
+        body = clients[design].get("alice", source).json
+        assert body["client_ip"] == source and body["client_ip_source"] == "X-Forwarded-For"
+        assert body["peer_ip"] == lab_stack.settings.lb_ips("alb")[1]
+    body = clients["nlb-tls-mtls"].get("alice", source).json
+    assert body["client_ip"] == source and body["client_ip_source"] == "PROXY protocol v2"
+    assert body["peer_ip"] == lab_stack.settings.lb_ips("nlb-tls")[1]
+
+
+def test_alb_stickiness_is_a_cookie_not_the_source_address(clients, source):
+    alb = clients["alb-mtls-verify"]
+    first = alb.get("alice", source)
+    assert first.set_cookie.startswith("AWSALB=") and "HttpOnly" in first.set_cookie
+    cookie = first.set_cookie.split(";")[0]
+    without = {alb.get("alice", source).backend for _ in range(6)}
+    with_cookie = {alb.get("alice", source, cookie=cookie).backend for _ in range(6)}
+    assert without == {"web1", "web2"}  # same address, no cookie: round robin
+    assert with_cookie == {cookie.split("=")[1]}  # the cookie names the target
+
+
+def test_spoofed_identity_headers_are_replaced_at_the_alb(clients, source):
+    forged = ["-H", "X-Amzn-Mtls-Clientcert-Subject: CN=admin,O=mTLS Lab",
+              "-H", "X-Amzn-Mtls-Clientcert-Serial-Number: 01", "-H", "X-Forwarded-For: 6.6.6.6"]
+    bob = clients["alb-mtls-verify"].get("bob", source, extra=forged).json
+    assert bob["client_subject"].startswith("CN=bob,") and bob["client_serial"] != "01"
+    assert bob["client_ip"] == source
+
+
+def test_spoofed_chain_header_is_replaced_at_the_alb(clients, source, certs_dir):
+    """Passthrough: a forged chain header (alice's public certificate) is replaced by bob's."""
+    alice_pem = certs.Layout(certs_dir).client_cert("alice").read_text()
+    forged = ["-H", f"X-Amzn-Mtls-Clientcert: {urllib.parse.quote(alice_pem)}"]
+    bob = clients["alb-mtls-passthrough"].get("bob", source, extra=forged).json
+    assert bob["client_subject"].startswith("CN=bob,")
+    nobody = clients["alb-mtls-passthrough"].get(None, source, extra=forged)
+    assert nobody.status == 400 and nobody.json["client_verify"] == "NONE"
+
+
+def test_headers_sent_straight_to_the_backend_are_not_believed(lab_stack, certs_dir):
+    """From the host (on the vpc bridge, not the ALB's address) to the header listeners."""
+    ca = str(certs.Layout(certs_dir).ca_cert)
+    web1 = lab_stack.settings.backend_ip("web1")
+    alice_pem = certs.Layout(certs_dir).client_cert("alice").read_text()
+    cases = {8444: ["-H", "X-Amzn-Mtls-Clientcert-Subject: CN=admin,O=mTLS Lab"],
+             8445: ["-H", f"X-Amzn-Mtls-Clientcert: {urllib.parse.quote(alice_pem)}"]}
+    for port, forged in cases.items():
+        out = subprocess.run(["curl", "-sS", "--max-time", "5", "--cacert", ca, *forged, "--resolve",
+                              f"www.lab.test:{port}:{web1}", f"https://www.lab.test:{port}/whoami"],
+                             capture_output=True, text=True, check=False).stdout
+        body = json.loads(out)
+        assert body["client_verify"] == "NONE" and body["error"] == "client certificate refused", out
+
+
+def test_nlb_tls_listener_serves_only_the_nlb(lab_stack, certs_dir):
+    """The backend listener behind the NLB's TLS listener trusts it did the checking: nobody
+    else may use it (a direct connection with a PROXY header is refused)."""
+    ca = str(certs.Layout(certs_dir).ca_cert)
+    web1 = lab_stack.settings.backend_ip("web1")
+    out = subprocess.run(["curl", "-sS", "--max-time", "5", "--haproxy-protocol", "--cacert", ca, "--resolve",
+                          f"www.lab.test:8446:{web1}", "https://www.lab.test:8446/whoami", "-w", " %{http_code}"],
+                         capture_output=True, text=True, check=False).stdout
+    assert out.endswith(" 403") and "NLB TLS listener only" in out
+
+
+@pytest.mark.parametrize("design, blocked_at", [
+    ("nlb", None), ("alb", "load balancer"), ("alb-mtls-verify", "load balancer"),
+    ("alb-mtls-passthrough", "load balancer"), ("nlb-tls-mtls", None)])
+def test_waf_sees_the_payload_only_where_tls_ends_at_the_lb(clients, source, design, blocked_at):
+    attack = clients[design].get("alice", source, path=SQLI)
+    clean = clients[design].get("alice", source, path="/whoami?id=42")
+    assert clean.status in (200, 400)  # 400: plain ALB, which refuses everyone anyway
+    if blocked_at:
+        assert attack.status == 403 and attack.json == {"error": "blocked by the WAF", "waf": blocked_at}
+    else:
+        assert attack.status == 200 and attack.json["client_verify"] == "SUCCESS"
+
+
+def test_waf_on_the_backends_blocks_through_the_nlb_too(lab_stack, docker_client, clients, source):
+    waf_on = type(lab_stack)(lab_stack.settings.with_(backend_waf=True))
+    waf_on.reload(dc=docker_client, services=("web1", "web2"))
+    try:
+        attack = clients["nlb"].get("alice", source, path=SQLI)
+        assert attack.status == 403 and attack.json["waf"].startswith("backend web")
+        assert clients["nlb"].get("alice", source).status == 200  # clean traffic still served
+    finally:
+        lab_stack.reload(dc=docker_client, services=("web1", "web2"))
+    assert clients["nlb"].get("alice", source, path=SQLI).status == 200  # and off again
+
+
+def lab_cli(lab_stack, *args):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LAB_")}
+    env.update({"LAB_HOME": str(lab_stack.settings.home), "LAB_PROJECT": lab_stack.settings.project})
+    return subprocess.run([sys.executable, "-m", "lab", *args], capture_output=True, text=True, env=env,
+                          check=False, timeout=300)
+
+
+def test_lab_compare_json(lab_stack):
+    proc = lab_cli(lab_stack, "compare", "--json")
+    assert proc.returncode == 0, proc.stderr
+    table = json.loads(proc.stdout)
+    cells = {d: {k: v for k, v in r.items() if k not in ("summary", "evidence")} for d, r in table.items()}
+    assert cells["nlb"] == {
+        "client_cert_auth": "works", "enforced_at": "backend nginx, TLS",
+        "backend_sees_identity": "yes, TLS (CN=alice)", "backend_sees_client_ip": "yes, PROXY protocol v2",
+        "stickiness": "source IP", "waf_can_inspect": "no: passes unseen"}
+    assert cells["alb"] == {
+        "client_cert_auth": "BROKEN: valid client refused (NONE)",
+        "enforced_at": "nowhere: the backend nginx, TLS check never gets the certificate",
+        "backend_sees_identity": "no", "backend_sees_client_ip": "X-Forwarded-For only (logged)",
+        "stickiness": "cookie AWSALB", "waf_can_inspect": "yes, at the LB (403)"}
+    assert cells["alb-mtls-verify"] == {
+        "client_cert_auth": "works", "enforced_at": "load balancer, TLS handshake",
+        "backend_sees_identity": "yes, X-Amzn-Mtls-* headers (CN=alice)",
+        "backend_sees_client_ip": "yes, X-Forwarded-For", "stickiness": "cookie AWSALB",
+        "waf_can_inspect": "yes, at the LB (403)"}
+    assert cells["alb-mtls-passthrough"] == {
+        "client_cert_auth": "works", "enforced_at": "backend verifier",
+        "backend_sees_identity": "yes, chain header, verified by backend (CN=alice)",
+        "backend_sees_client_ip": "yes, X-Forwarded-For", "stickiness": "cookie AWSALB",
+        "waf_can_inspect": "yes, at the LB (403)"}
+    assert cells["nlb-tls-mtls"] == {
+        "client_cert_auth": "works", "enforced_at": "load balancer, TLS handshake",
+        "backend_sees_identity": "no: verified at the LB, not forwarded",
+        "backend_sees_client_ip": "yes, PROXY protocol v2", "stickiness": "source IP",
+        "waf_can_inspect": "no: passes unseen"}
+    # the evidence behind the cells is there too
+    assert table["alb"]["evidence"]["backend_log"]["x_forwarded_for"] == table["alb"]["evidence"]["source_ip"]
+
+
+@pytest.mark.parametrize("name", ["alb-breaks-mtls", "nlb-passthrough", "nat-stickiness", "client-ip",
+                                  "waf-tradeoff", "alb-mtls-headers", "header-spoofing", "sorry-page"])
+def test_demo_observes_its_claim(lab_stack, name):
+    proc = lab_cli(lab_stack, "demo", name)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr
+    assert "claim observed" in proc.stdout and "NOT seen" not in proc.stdout
+    assert "$ docker compose" in proc.stdout or "$ lab" in proc.stdout  # it shows its commands
+
+
+def test_demo_refuses_when_its_design_is_not_running(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LAB_")}
+    env.update({"LAB_HOME": str(tmp_path), "LAB_PROJECT": "mtlslab-not-running"})
+    proc = subprocess.run([sys.executable, "-m", "lab", "demo", "alb-breaks-mtls"], capture_output=True,
+                          text=True, env=env, check=False, timeout=120)
+    assert proc.returncode == 1 and "needs the" in proc.stderr and "lab up --all-designs" in proc.stderr
