@@ -294,6 +294,60 @@ def demo(obj, name):
         sys.exit(1)
 
 
+@cli.command()
+@click.option("--repeat", default=3, show_default=True, help="Runs per measurement (medians are reported).")
+@click.option("--seconds", default=3.0, show_default=True, help="Length of each load run.")
+@click.option("--no-lifecycle", is_flag=True, help="Skip the `lab up` and failover timings (they restart the lab).")
+@click.option("--smoke", is_flag=True, help="A few seconds: one short run of each, no lifecycle.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--out", type=click.Path(dir_okay=False), help="Write the JSON report here (default build/<project>/bench.json).")
+@pass_ctx
+def bench(obj, repeat, seconds, no_lifecycle, smoke, as_json, out):
+    """Handshake rates, latency, PKI and start-up times, memory: measured side by side."""
+    from .bench import run as run_bench, targets
+
+    if smoke:
+        repeat, seconds, no_lifecycle = 1, 1.0, True
+    dc = docker_env.client()
+    docker_env.ensure_compose()
+    stack = Stack(obj.settings)
+    if not any(r["state"] == "running" for r in stack.services() if r["service"] == "nlb"):
+        raise LabError(f"{obj.settings.project} is not running: `lab up` (or `lab up --all-designs`) first")
+    report = run_bench(stack, dc, obj.ui, repeat=repeat, seconds=seconds, lifecycle=not no_lifecycle)
+    report["targets"] = targets(report)
+    path = Path(out) if out else stack.settings.build_dir / "bench.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    table = Table(title=f"lab bench ({repeat} x {seconds:g} s, medians)")
+    for col in ("path", "handshakes/s", "keep-alive p50", "p99", "req/s (4 conns)"):
+        table.add_column(col, justify="right" if col != "path" else "left")
+    for name, p in report["paths"].items():
+        table.add_row(name, f"{p['handshakes_per_s']:.0f}", f"{p['keepalive_p50_ms']} ms",
+                      f"{p['keepalive_p99_ms']} ms", f"{p['keepalive_rps']:.0f}")
+    console = Console()
+    console.print(table)
+    console.print(f"NLB / direct: handshakes {report['nlb_over_direct_handshakes']}, "
+                  f"requests {report['nlb_over_direct_rps']}")
+    console.print(f"PKI generation: EC {report['pki_seconds']['ec']} s, RSA {report['pki_seconds']['rsa']} s")
+    if "lifecycle_seconds" in report:
+        life = report["lifecycle_seconds"]
+        console.print(f"lab up: warm {life['up_warm']} s, images rebuilt {life['up_with_images_rebuilt']} s; "
+                      f"all down -> sorry page {life['all_down_to_sorry']} s")
+    mem = Table(title="memory (MiB)")
+    for col in ("service", "at rest", "under load"):
+        mem.add_column(col)
+    for svc, rest in report["memory_mib_at_rest"].items():
+        mem.add_row(svc, str(rest), str(report["memory_mib_under_load"].get(svc, "-")))
+    console.print(mem)
+    for key, t in report["targets"].items():
+        state = "-" if t["met"] is None else ("met" if t["met"] else "MISSED")
+        console.print(f"target {key} {t['target']}: {t['value']} {state}")
+    obj.ui.info(f"report written to {_rel(path)}")
+
+
 @cli.group()
 def fault():
     """Break a backend (or reload the load balancer) and see what clients see."""

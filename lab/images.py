@@ -15,15 +15,15 @@ import docker.errors
 
 from .bootstrap import bootstrap_base_image
 from .errors import ImageError
-from .settings import REPO_ROOT
+from . import resources
 
 BASE_IMAGE = "debian:bookworm-slim"
 IMAGE_PREFIX = "mtls-lab"
 ROLES = {
-    "haproxy": REPO_ROOT / "haproxy",
-    "nginx": REPO_ROOT / "nginx",
-    "client": REPO_ROOT / "client",
-    "verifier": REPO_ROOT / "verifier",
+    "haproxy": resources.path("haproxy"),
+    "nginx": resources.path("nginx"),
+    "client": resources.path("client"),
+    "verifier": resources.path("verifier"),
 }
 
 

@@ -18,16 +18,17 @@ import jinja2
 from .certs import SERVER_NAME, Layout
 from .pki import write_file
 from .designs import DESIGNS
-from .settings import BACKEND_PORTS, BACKENDS, DIRECT_PORT, REPO_ROOT, Settings
+from . import resources
+from .settings import BACKEND_PORTS, BACKENDS, DIRECT_PORT, Settings
 
 BANNER = "Rendered by `lab` from {template}: edit the template, not this file."
-COMPOSE_FILE = REPO_ROOT / "compose" / "compose.yaml"
+COMPOSE_FILE = resources.path("compose", "compose.yaml")
 
 
 def environment() -> jinja2.Environment:
     """The Jinja2 environment: templates addressed from the repository root."""
     return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(REPO_ROOT)),
+        loader=jinja2.FileSystemLoader(str(resources.ROOT)),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         autoescape=False,
@@ -129,7 +130,7 @@ def nginx_conf(settings: Settings, name: str, env: jinja2.Environment | None = N
 def generation(settings: Settings) -> str:
     """A fingerprint of everything a rendering depends on (settings and templates)."""
     digest = hashlib.sha256(repr(settings).encode())
-    for template in sorted((REPO_ROOT / "nginx").glob("*.j2")) + sorted((REPO_ROOT / "haproxy").glob("*.j2")):
+    for template in sorted(resources.path("nginx").glob("*.j2")) + sorted(resources.path("haproxy").glob("*.j2")):
         digest.update(template.read_bytes())
     return digest.hexdigest()[:12]
 

@@ -13,9 +13,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from . import designs as designs_mod
+from . import resources
 from .pki import KEY_TYPES
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = resources.CHECKOUT  # the source checkout (tests and docs refer to it)
 
 DEFAULTS = {
     "LAB_PROJECT": "mtls-lab",
@@ -137,7 +138,7 @@ class Settings:
     # it if it would capture an address this machine needs (see lab/netcheck.py).
     internet_auto: bool = False
     vpc_auto: bool = False
-    home: Path = REPO_ROOT
+    home: Path = field(default_factory=resources.default_home)
     certs_dir: Path = field(default=None)  # type: ignore[assignment]
 
     def __post_init__(self):
@@ -170,7 +171,7 @@ class Settings:
         def get(var):
             return env.get(var, DEFAULTS.get(var, ""))
 
-        home = Path(env.get("LAB_HOME", REPO_ROOT))
+        home = Path(env["LAB_HOME"]) if env.get("LAB_HOME") else resources.default_home()
         values = dict(
             project=get("LAB_PROJECT"),
             bind=get("LAB_BIND"),

@@ -63,9 +63,9 @@ def client_files(certs_dir, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def ports(lab_stack):
-    return {"nlb": lab_stack.nlb_port(), "web1": lab_stack.direct_port("web1"),
-            "web2": lab_stack.direct_port("web2")}
+def ports(lab):
+    return {"nlb": lab.stack.nlb_port(), "web1": lab.stack.direct_port("web1"),
+            "web2": lab.stack.direct_port("web2")}
 
 
 def run_case(certs_dir, client_files, ports, path, client, tls_version):

@@ -24,15 +24,15 @@ SQLI = f"/whoami?{compare.SQLI}"
 
 
 @pytest.fixture(scope="module")
-def clients(lab_stack, docker_client):
-    found = compare.clients_for(lab_stack, docker_client)
+def clients(lab, docker_client):
+    found = compare.clients_for(lab.stack, docker_client)
     assert set(found) == set(DESIGNS), "the test stack runs every design"
     return found
 
 
 @pytest.fixture(scope="module")
-def source(lab_stack):
-    return lab_stack.settings.client_extra_ips[15]
+def source(lab):
+    return lab.settings.client_extra_ips[15]
 
 
 # (design, client, expected outcome): "ok", "handshake" (refused by the LB), or a
@@ -100,14 +100,14 @@ def test_verify_mode_headers_carry_the_identity(clients, source, certs_dir):
     assert body["client_leaf_start"][:len(expected_start)] == expected_start[:len(body["client_leaf_start"])]
 
 
-def test_alb_designs_keep_the_client_address_in_x_forwarded_for(clients, source, lab_stack):
+def test_alb_designs_keep_the_client_address_in_x_forwarded_for(clients, source, lab):
     for design in ("alb-mtls-verify", "alb-mtls-passthrough"):
         body = clients[design].get("alice", source).json
         assert body["client_ip"] == source and body["client_ip_source"] == "X-Forwarded-For"
-        assert body["peer_ip"] == lab_stack.settings.lb_ips("alb")[1]
+        assert body["peer_ip"] == lab.settings.lb_ips("alb")[1]
     body = clients["nlb-tls-mtls"].get("alice", source).json
     assert body["client_ip"] == source and body["client_ip_source"] == "PROXY protocol v2"
-    assert body["peer_ip"] == lab_stack.settings.lb_ips("nlb-tls")[1]
+    assert body["peer_ip"] == lab.settings.lb_ips("nlb-tls")[1]
 
 
 def test_alb_stickiness_is_a_cookie_not_the_source_address(clients, source):
@@ -139,10 +139,10 @@ def test_spoofed_chain_header_is_replaced_at_the_alb(clients, source, certs_dir)
     assert nobody.status == 400 and nobody.json["client_verify"] == "NONE"
 
 
-def test_headers_sent_straight_to_the_backend_are_not_believed(lab_stack, certs_dir):
+def test_headers_sent_straight_to_the_backend_are_not_believed(lab, certs_dir):
     """From the host (on the vpc bridge, not the ALB's address) to the header listeners."""
     ca = str(certs.Layout(certs_dir).ca_cert)
-    web1 = lab_stack.settings.backend_ip("web1")
+    web1 = lab.settings.backend_ip("web1")
     alice_pem = certs.Layout(certs_dir).client_cert("alice").read_text()
     cases = {8444: ["-H", "X-Amzn-Mtls-Clientcert-Subject: CN=admin,O=mTLS Lab"],
              8445: ["-H", f"X-Amzn-Mtls-Clientcert: {urllib.parse.quote(alice_pem)}"]}
@@ -154,11 +154,11 @@ def test_headers_sent_straight_to_the_backend_are_not_believed(lab_stack, certs_
         assert body["client_verify"] == "NONE" and body["error"] == "client certificate refused", out
 
 
-def test_nlb_tls_listener_serves_only_the_nlb(lab_stack, certs_dir):
+def test_nlb_tls_listener_serves_only_the_nlb(lab, certs_dir):
     """The backend listener behind the NLB's TLS listener trusts it did the checking: nobody
     else may use it (a direct connection with a PROXY header is refused)."""
     ca = str(certs.Layout(certs_dir).ca_cert)
-    web1 = lab_stack.settings.backend_ip("web1")
+    web1 = lab.settings.backend_ip("web1")
     out = subprocess.run(["curl", "-sS", "--max-time", "5", "--haproxy-protocol", "--cacert", ca, "--resolve",
                           f"www.lab.test:8446:{web1}", "https://www.lab.test:8446/whoami", "-w", " %{http_code}"],
                          capture_output=True, text=True, check=False).stdout
@@ -178,27 +178,27 @@ def test_waf_sees_the_payload_only_where_tls_ends_at_the_lb(clients, source, des
         assert attack.status == 200 and attack.json["client_verify"] == "SUCCESS"
 
 
-def test_waf_on_the_backends_blocks_through_the_nlb_too(lab_stack, docker_client, clients, source):
-    waf_on = type(lab_stack)(lab_stack.settings.with_(backend_waf=True))
+def test_waf_on_the_backends_blocks_through_the_nlb_too(lab, docker_client, clients, source):
+    waf_on = type(lab.stack)(lab.settings.with_(backend_waf=True))
     waf_on.reload(dc=docker_client, services=("web1", "web2"))
     try:
         attack = clients["nlb"].get("alice", source, path=SQLI)
         assert attack.status == 403 and attack.json["waf"].startswith("backend web")
         assert clients["nlb"].get("alice", source).status == 200  # clean traffic still served
     finally:
-        lab_stack.reload(dc=docker_client, services=("web1", "web2"))
+        lab.stack.reload(dc=docker_client, services=("web1", "web2"))
     assert clients["nlb"].get("alice", source, path=SQLI).status == 200  # and off again
 
 
-def lab_cli(lab_stack, *args):
+def lab_cli(lab, *args):
     env = {k: v for k, v in os.environ.items() if not k.startswith("LAB_")}
-    env.update({"LAB_HOME": str(lab_stack.settings.home), "LAB_PROJECT": lab_stack.settings.project})
+    env.update({"LAB_HOME": str(lab.settings.home), "LAB_PROJECT": lab.settings.project})
     return subprocess.run([sys.executable, "-m", "lab", *args], capture_output=True, text=True, env=env,
                           check=False, timeout=300)
 
 
-def test_lab_compare_json(lab_stack):
-    proc = lab_cli(lab_stack, "compare", "--json")
+def test_lab_compare_json(lab):
+    proc = lab_cli(lab, "compare", "--json")
     assert proc.returncode == 0, proc.stderr
     table = json.loads(proc.stdout)
     cells = {d: {k: v for k, v in r.items() if k not in ("summary", "evidence")} for d, r in table.items()}
@@ -232,8 +232,8 @@ def test_lab_compare_json(lab_stack):
 
 @pytest.mark.parametrize("name", ["alb-breaks-mtls", "nlb-passthrough", "nat-stickiness", "client-ip",
                                   "waf-tradeoff", "alb-mtls-headers", "header-spoofing", "sorry-page"])
-def test_demo_observes_its_claim(lab_stack, name):
-    proc = lab_cli(lab_stack, "demo", name)
+def test_demo_observes_its_claim(lab, name):
+    proc = lab_cli(lab, "demo", name)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr
     assert "claim observed" in proc.stdout and "NOT seen" not in proc.stdout
     assert "$ docker compose" in proc.stdout or "$ lab" in proc.stdout  # it shows its commands

@@ -19,15 +19,15 @@ TARGETS = ["nlb", "web1", "web2"]
 
 
 @pytest.fixture(scope="module")
-def ports(lab_stack):
-    return {"nlb": lab_stack.nlb_port(), "web1": lab_stack.direct_port("web1"),
-            "web2": lab_stack.direct_port("web2")}
+def ports(lab):
+    return {"nlb": lab.stack.nlb_port(), "web1": lab.stack.direct_port("web1"),
+            "web2": lab.stack.direct_port("web2")}
 
 
 @pytest.fixture(scope="module")
-def sslyze_findings(lab_stack, ports):
+def sslyze_findings(lab, ports):
     python = scan.ensure_sslyze(REPO_ROOT / ".venv-sslyze", UI())
-    findings = scan.scan(python, lab_stack.settings.certs_dir, {n: ("127.0.0.1", p) for n, p in ports.items()})
+    findings = scan.scan(python, lab.settings.certs_dir, {n: ("127.0.0.1", p) for n, p in ports.items()})
     return {f["name"]: f for f in findings}
 
 

@@ -24,8 +24,8 @@ OUTAGE = 4.5
 
 
 @pytest.fixture(scope="module")
-def faults(lab_stack, docker_client):
-    return fault.Faults(lab_stack, docker_client)
+def faults(lab, docker_client):
+    return fault.Faults(lab.stack, docker_client)
 
 
 def run(faults, kind, target, sources):
@@ -39,8 +39,8 @@ def run(faults, kind, target, sources):
 
 
 @pytest.mark.parametrize("kind", ["stop", "kill", "pause", "disconnect"])
-def test_backend_dies_under_load(faults, lab_stack, kind):
-    sources = lab_stack.settings.client_extra_ips[:4]
+def test_backend_dies_under_load(faults, lab, kind):
+    sources = lab.settings.client_extra_ips[:4]
     r = run(faults, kind, "web1", sources)
     pinned = [src for src, b in r["pinned_before"].items() if b == "web1"]
     assert pinned, "round-robin pinned nobody to web1: nothing was tested"
@@ -59,8 +59,8 @@ def test_backend_dies_under_load(faults, lab_stack, kind):
         assert r["path_per_source"][src] == ["web2"] and r["pinned_after"][src] == "web2"
 
 
-def test_maint_moves_pinned_clients_drain_keeps_them(faults, lab_stack):
-    s = lab_stack.settings
+def test_maint_moves_pinned_clients_drain_keeps_them(faults, lab):
+    s = lab.settings
     sources = s.client_extra_ips[4:8]
     faults.api.clear_table()
     box = probe.ClientContainer(faults.dc, s.project)
@@ -83,8 +83,8 @@ def test_maint_moves_pinned_clients_drain_keeps_them(faults, lab_stack):
     assert probe.wait_for(lambda: faults.api.server_states()["web1"] == "UP", 10, what="web1 ready")
 
 
-def test_every_backend_down_gives_the_sorry_page_and_it_is_never_pinned(faults, lab_stack):
-    sources = lab_stack.settings.client_extra_ips[:4]
+def test_every_backend_down_gives_the_sorry_page_and_it_is_never_pinned(faults, lab):
+    sources = lab.settings.client_extra_ips[:4]
     r = run(faults, "stop", "all", sources)
     assert r["sorry_page"] > 0
     assert 0 < r["host_first_sorry_after_s"] <= DETECT_BOUND_S + 1
@@ -95,25 +95,25 @@ def test_every_backend_down_gives_the_sorry_page_and_it_is_never_pinned(faults, 
     assert r["host_back_on_a_backend_after_s"] is not None
 
 
-def test_reload_under_load_loses_nothing(faults, lab_stack):
-    sources = lab_stack.settings.client_extra_ips[:4]
+def test_reload_under_load_loses_nothing(faults, lab):
+    sources = lab.settings.client_extra_ips[:4]
     r = run(faults, "reload", "web1", sources)
     assert r["failed"] == 0 and r["sorry_page"] == 0
     assert r["pinned_after"] == r["pinned_before"]  # the stick table survived (local peer)
 
 
-def test_reload_with_a_config_change_keeps_an_established_connection(lab_stack, docker_client, runtime_api):
-    s = lab_stack.settings
+def test_reload_with_a_config_change_keeps_an_established_connection(lab, docker_client, runtime_api):
+    s = lab.settings
     lay = certs.Layout(s.certs_dir)
     ctx = ssl.create_default_context(cafile=str(lay.ca_cert))
     ctx.load_cert_chain(lay.client_cert("alice"), lay.client_key("alice"))
-    conn = http.client.HTTPSConnection("localhost", lab_stack.nlb_port(), context=ctx, timeout=5)
+    conn = http.client.HTTPSConnection("localhost", lab.stack.nlb_port(), context=ctx, timeout=5)
     try:
         conn.request("GET", "/whoami")
         first = conn.getresponse()
         first.read()
         sock = conn.sock
-        changed = type(lab_stack)(s.with_(stick_expire="20m"))  # a real config change
+        changed = type(lab.stack)(s.with_(stick_expire="20m"))  # a real config change
         changed.reload(dc=docker_client, services=("nlb",))
         probe.wait_for(lambda: _table_expiry_ms(runtime_api) <= 20 * 60 * 1000, 10, what="new config active")
         conn.request("GET", "/whoami")
@@ -123,7 +123,7 @@ def test_reload_with_a_config_change_keeps_an_established_connection(lab_stack, 
         assert conn.sock is sock  # the same TCP connection, through the old worker
     finally:
         conn.close()
-        type(lab_stack)(s).reload(dc=docker_client, services=("nlb",))
+        type(lab.stack)(s).reload(dc=docker_client, services=("nlb",))
 
 
 def _table_expiry_ms(api) -> int:

@@ -42,8 +42,8 @@ def handshake(port, cert_path, key_path):
 
 
 @pytest.mark.parametrize("path", ["nlb", "web1", "web2"])
-def test_forged_certificate_verify_is_refused(lab_stack, certs_dir, path):
-    port = lab_stack.nlb_port() if path == "nlb" else lab_stack.direct_port(path)
+def test_forged_certificate_verify_is_refused(lab, certs_dir, path):
+    port = lab.stack.nlb_port() if path == "nlb" else lab.stack.direct_port(path)
     lay = certs.Layout(certs_dir)
     kind, detail = handshake(port, lay.client_cert("alice"), lay.client_key("alice"))
     assert kind == "http" and detail.startswith("HTTP/1.1 200 OK") and '"client_verify":"SUCCESS"' in detail

@@ -17,8 +17,8 @@ SPOOFED = {
 }
 
 
-def test_client_sent_identity_headers_are_ignored(lab_stack, client_box):
-    source = lab_stack.settings.client_extra_ips[12]
+def test_client_sent_identity_headers_are_ignored(lab, client_box):
+    source = lab.settings.client_extra_ips[12]
     extra = [arg for name, value in SPOOFED.items() for arg in ("-H", f"{name}: {value}")]
     rc, out = client_box.exec(client_box.curl_argv("alice", source, ["https://www.lab.test/whoami"], extra=extra))
     (reply,) = probe._split_curl(out)
@@ -27,8 +27,8 @@ def test_client_sent_identity_headers_are_ignored(lab_stack, client_box):
     assert reply.body["client_subject"] == "CN=alice,OU=clients,O=mTLS Lab"  # from TLS, not a header
 
 
-def test_spoofed_headers_do_not_replace_a_missing_certificate(lab_stack, client_box):
-    source = lab_stack.settings.client_extra_ips[12]
+def test_spoofed_headers_do_not_replace_a_missing_certificate(lab, client_box):
+    source = lab.settings.client_extra_ips[12]
     extra = [arg for name, value in SPOOFED.items() for arg in ("-H", f"{name}: {value}")]
     rc, out = client_box.exec(client_box.curl_argv(None, source, ["https://www.lab.test/whoami"], extra=extra))
     (reply,) = probe._split_curl(out)
@@ -95,10 +95,10 @@ def test_garbage_instead_of_tls_is_dropped_and_service_continues(certs_dir, nlb_
     assert probe.get(certs_dir, nlb_port, "alice").status == 200
 
 
-def test_request_without_proxy_header_is_dropped_by_the_backend(lab_stack, docker_client):
+def test_request_without_proxy_header_is_dropped_by_the_backend(lab, docker_client):
     """Only the load balancer's PROXY header is believed: a connection to :443 without one fails."""
-    nlb = probe.compose_container(docker_client, lab_stack.settings.project, "nlb")
-    backend_ip = lab_stack.settings.backend_ip("web1")
+    nlb = probe.compose_container(docker_client, lab.settings.project, "nlb")
+    backend_ip = lab.settings.backend_ip("web1")
     base = ["curl", "-sS", "--max-time", "5", "-o", "/dev/null", "-w", "%{http_code}",
             "--cacert", "/etc/lab/trust/ca.pem", "--cert", "/etc/lab/health/health.crt",
             "--key", "/etc/lab/health/health.key", "--resolve", f"www.lab.test:443:{backend_ip}",
@@ -111,11 +111,11 @@ def test_request_without_proxy_header_is_dropped_by_the_backend(lab_stack, docke
     assert b"Connection reset by peer" in err_without
 
 
-def test_proxy_header_from_anyone_but_the_load_balancer_is_not_believed(lab_stack, certs_dir):
+def test_proxy_header_from_anyone_but_the_load_balancer_is_not_believed(lab, certs_dir):
     """A forged PROXY header claiming 6.6.6.6, sent to web1's :443 straight from the host
     (which sits on the vpc bridge, not at the load balancer's address): nginx parses it but
     real_ip ignores it, so client_ip is the host's own bridge address."""
-    s = lab_stack.settings
+    s = lab.settings
     web1 = s.backend_ip("web1")
     forged = f"PROXY TCP4 6.6.6.6 {web1} 40000 443\r\n".encode()
     answer = raw_exchange(certs_dir, 443, b"GET /whoami HTTP/1.1\r\nHost: www.lab.test\r\nConnection: close\r\n\r\n",

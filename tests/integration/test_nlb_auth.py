@@ -40,10 +40,10 @@ def test_refusal_says_why_and_echoes_nothing_of_the_identity(certs_dir, nlb_port
     assert set(reply.body) == {"error", "backend", "listener", "client_verify"}
 
 
-def test_refusal_reason_is_in_the_backend_log(lab_stack, certs_dir, nlb_port):
+def test_refusal_reason_is_in_the_backend_log(lab, certs_dir, nlb_port):
     reply = probe.get(certs_dir, nlb_port, client="expired")
     serial = cert(certs_dir, "expired").serial_number
-    logs = lab_stack.compose.logs(reply.body["backend"], tail=200)
+    logs = lab.stack.compose.logs(reply.body["backend"], tail=200)
     entries = [json.loads(line.split("|", 1)[1]) for line in logs.splitlines()
                if "|" in line and line.split("|", 1)[1].strip().startswith("{")]
     mine = [e for e in entries if e["client_serial"] and int(e["client_serial"], 16) == serial]
@@ -63,12 +63,12 @@ def test_server_certificate_is_checked_by_the_client(certs_dir, nlb_port, tmp_pa
             s.get(probe.nlb_url(nlb_port), timeout=5)
 
 
-def test_tls_passes_through_untouched(lab_stack, docker_client, certs_dir, nlb_port):
+def test_tls_passes_through_untouched(lab, docker_client, certs_dir, nlb_port):
     """The certificate the client sees is the backends' own, and the NLB holds no server key."""
     import socket
     import ssl
 
-    nlb = probe.compose_container(docker_client, lab_stack.settings.project, "nlb")
+    nlb = probe.compose_container(docker_client, lab.settings.project, "nlb")
     mounted = [m["Source"] for m in nlb.attrs["Mounts"]]
     assert not any(src.endswith("/server") or src.endswith(".key") for src in mounted), mounted
 

