@@ -25,14 +25,16 @@ from .ui import UI
 
 
 class Context:
-    def __init__(self, quiet: bool, verbose: bool):
+    def __init__(self, quiet: bool, verbose: bool, workdir: str | None = None):
         self.ui = UI(quiet=quiet, verbose=verbose)
+        self.workdir = workdir
         self._settings = None
 
     @property
     def settings(self) -> Settings:
         if self._settings is None:
-            self._settings = Settings.from_env()
+            overrides = {"home": Path(self.workdir).resolve()} if self.workdir else {}
+            self._settings = Settings.from_env(**overrides)
         return self._settings
 
 
@@ -60,11 +62,13 @@ def pass_ctx(func):
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-q", "--quiet", is_flag=True, help="Print errors only.")
 @click.option("-v", "--verbose", is_flag=True, help="Stream the output of docker, debootstrap, compose.")
+@click.option("--workdir", type=click.Path(file_okay=False), default=None,
+              help="Where certs/ and build/ live (default: the checkout, or ./.lab; env LAB_HOME).")
 @click.version_option(package_name="mtls-lab")
 @click.pass_context
-def cli(ctx, quiet, verbose):
+def cli(ctx, quiet, verbose, workdir):
     """The mTLS load-balancer lab: NLB passthrough keeps client-certificate auth."""
-    ctx.obj = Context(quiet, verbose)
+    ctx.obj = Context(quiet, verbose, workdir)
 
 
 def _rel(path: Path) -> str:
@@ -126,20 +130,43 @@ def reload(obj):
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @pass_ctx
 def status(obj, as_json):
-    """Services, health and published ports."""
+    """Services, health, ports, designs, certificate expiry and the stick tables."""
+    from .status import collect
+
     docker_env.client()
     docker_env.ensure_compose()
-    rows = Stack(obj.settings).services()
+    report = collect(Stack(obj.settings))
     if as_json:
-        click.echo(json.dumps({"project": obj.settings.project, "services": rows}, indent=2))
+        click.echo(json.dumps(report, indent=2))
         return
-    table = Table(title=f"{obj.settings.project}")
+    console = Console()
+    table = Table(title=f"{report['project']}: designs up: {', '.join(report['designs_up']) or 'none'}")
     for col in ("service", "state", "health", "published ports"):
         table.add_column(col)
-    for r in rows:
+    for r in report["services"]:
         colour = "green" if r["health"] in ("healthy", "-") and r["state"] == "running" else "red"
         table.add_row(r["service"], f"[{colour}]{r['state']}[/]", r["health"], "\n".join(r["ports"]))
-    Console().print(table)
+    console.print(table)
+    nets = report["networks"]
+    console.print(f"networks: internet {nets['internet']}, vpc {nets['vpc']}; "
+                  f"client addresses {nets['client_addresses']}")
+    certs_table = Table(title="certificates")
+    for col in ("certificate", "expires", "days left", "state"):
+        certs_table.add_column(col)
+    for r in report["certificates"]:
+        colour = {"ok": "green", "expires soon": "yellow"}.get(r["state"], "red")
+        certs_table.add_row(r["name"], (r["expires"] or "-")[:10], str(r["days_left"] if r["days_left"] is not None else "-"),
+                            f"[{colour}]{r['state']}[/]")
+    console.print(certs_table)
+    for lb, entries in report["stick_tables"].items():
+        sticks = Table(title=f"{lb} stick table (client IP -> server)")
+        sticks.add_column("client IP")
+        sticks.add_column("server")
+        for ip, server in sorted(entries.items()):
+            sticks.add_row(ip, server)
+        console.print(sticks if entries else f"{lb} stick table: empty")
+    for warning in report["warnings"]:
+        obj.ui.warn(warning)
 
 
 @cli.command()

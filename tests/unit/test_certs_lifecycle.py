@@ -103,3 +103,18 @@ def test_stale_crl_bundle_keeps_revocations(tmp_path):
     assert root_crl.next_update_utc < now and inter_crl.next_update_utc < now
     revoked = certs.load_cert(lay.client_cert("revoked")).serial_number
     assert [r.serial_number for r in root_crl] == [revoked]
+
+
+def test_status_warns_before_anything_that_must_stay_valid_expires(tmp_path):
+    from lab import status
+
+    certs.ensure_pki(tmp_path)
+    rows = {r["name"]: r for r in status.certificates(tmp_path)}
+    assert all(r["state"] == "ok" for r in rows.values())
+    assert set(rows) >= {"lab CA", "server www.lab.test", "client alice", "CRL of mTLS Lab Root CA (nextUpdate)"}
+    later = pki.utcnow() + dt.timedelta(days=25)  # the CRLs' nextUpdate is 30 days out
+    rows = {r["name"]: r for r in status.certificates(tmp_path, now=later)}
+    assert rows["CRL of mTLS Lab Root CA (nextUpdate)"]["state"] == "expires soon"
+    assert rows["client alice"]["state"] == "ok"
+    much_later = pki.utcnow() + dt.timedelta(days=400)
+    assert {r["name"]: r["state"] for r in status.certificates(tmp_path, now=much_later)}["client alice"] == "expired"

@@ -1,0 +1,81 @@
+"""`lab status`: what runs, on which ports and networks, how long the certificates last,
+and who is pinned where (HAProxy's stick tables, read from the runtime API)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from . import certs, pki
+from .designs import DESIGNS
+from .errors import CommandFailed
+from .probe import RuntimeAPI
+from .stack import Stack
+
+WARN_WITHIN = dt.timedelta(days=7)
+# Certificates that must stay valid (the others teach by being invalid).
+MUST_BE_VALID = ("alice", "bob", "carol")
+
+
+def _expiry(name: str, when: dt.datetime, now: dt.datetime) -> dict:
+    left = when - now
+    state = "expired" if left.total_seconds() <= 0 else ("expires soon" if left < WARN_WITHIN else "ok")
+    return {"name": name, "expires": when.isoformat(), "days_left": round(left.total_seconds() / 86400, 1),
+            "state": state}
+
+
+def certificates(certs_dir, now: dt.datetime | None = None) -> list[dict]:
+    """Expiry of the CAs, server, health and valid client certificates, and the CRLs' nextUpdate."""
+    now = now or pki.utcnow()
+    lay = certs.Layout(certs_dir)
+    rows = []
+    named = [("lab CA", lay.ca_cert), ("intermediate CA", lay.intermediate_cert),
+             ("server www.lab.test", lay.server_cert), ("health check", lay.health_cert)]
+    named += [(f"client {c}", lay.client_cert(c)) for c in MUST_BE_VALID]
+    for name, path in named:
+        if path.exists():
+            rows.append(_expiry(name, certs.load_cert(path).not_valid_after_utc, now))
+        else:
+            rows.append({"name": name, "expires": None, "days_left": None, "state": "missing"})
+    for crl in certs.load_crls(lay.crl):
+        cn = crl.issuer.rfc4514_string().split(",")[0].removeprefix("CN=")
+        rows.append(_expiry(f"CRL of {cn} (nextUpdate)", crl.next_update_utc, now))
+    return rows
+
+
+def stick_tables(stack: Stack, running: set) -> dict:
+    """load balancer -> {client IP -> server}, for the source-IP-sticky load balancers."""
+    tables = {}
+    if "nlb" in running:
+        try:
+            tables["nlb"] = RuntimeAPI(stack.api_port()).stick_table()
+        except (OSError, CommandFailed):
+            tables["nlb"] = {}
+    if "nlb-tls" in running:  # not published: reach it on its vpc address from the host
+        try:
+            tables["nlb-tls"] = RuntimeAPI(9999, host=stack.settings.lb_ips("nlb-tls")[1], timeout=2).stick_table()
+        except OSError:
+            tables["nlb-tls"] = {}
+    return tables
+
+
+def collect(stack: Stack) -> dict:
+    """Everything `lab status` shows, as one dict (the --json output)."""
+    s = stack.settings
+    services = stack.services()
+    running = {r["service"] for r in services if r["state"] == "running"}
+    designs_up = [name for name, d in DESIGNS.items() if d.service in running]
+    cert_rows = certificates(s.certs_dir)
+    warnings = [f"{r['name']}: {r['state']}" + (f" ({r['days_left']} days left)" if r["days_left"] is not None else "")
+                + " - renew with `lab certs`, then `lab reload`"
+                for r in cert_rows if r["state"] != "ok"]
+    return {
+        "project": s.project,
+        "services": services,
+        "designs_up": designs_up,
+        "networks": {"internet": str(s.internet_subnet), "vpc": str(s.vpc_subnet),
+                     "client_addresses": f"{s.client_ip}, {s.client_extra_ips[0]}-{s.client_extra_ips[-1]}"},
+        "certificates": cert_rows,
+        "stick_tables": stick_tables(stack, running),
+        "warnings": warnings,
+    }
+
