@@ -8,7 +8,7 @@ LAB    := $(VENV)/bin/lab
 PYTEST := $(VENV)/bin/pytest
 STAMP  := $(VENV)/.installed
 
-.PHONY: help setup images certs lab-up lab-down status logs test test-unit clean
+.PHONY: help setup images certs lab-up lab-up-all lab-down status logs compare bench scan wheel test test-unit clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -31,6 +31,9 @@ certs: $(STAMP) ## Generate the lab PKI in certs/ (idempotent)
 lab-up: setup ## Bring the lab up (certs, images, configs) and wait until healthy
 	$(LAB) up
 
+lab-up-all: setup ## The lab with every contrast design (ALB modes, NLB TLS listener)
+	$(LAB) up --all-designs
+
 lab-down: $(STAMP) ## Stop the lab and remove its containers and networks
 	$(LAB) down
 
@@ -40,6 +43,18 @@ status: $(STAMP) ## Services, health and published ports
 logs: $(STAMP) ## Last log lines of every service
 	$(LAB) logs
 
+compare: $(STAMP) ## One table: every running design probed with the same clients
+	$(LAB) compare
+
+bench: $(STAMP) ## Handshake rates, latency, start-up and memory figures (restarts the lab)
+	$(LAB) bench
+
+scan: $(STAMP) ## sslyze against the NLB and each backend
+	$(LAB) scan
+
+wheel: $(STAMP) ## Build the installable wheel into dist/
+	$(VENV)/bin/pip wheel --no-deps -q -w dist .
+
 test-unit: $(STAMP) ## Fast lane: unit tests, no Docker
 	$(PYTEST) tests/unit
 
@@ -47,4 +62,4 @@ test: images ## Full lane: unit tests and the integration suite against a real s
 	$(PYTEST) tests
 
 clean: ## Remove rendered configs and the virtualenv (keeps certs/)
-	rm -rf build $(VENV) *.egg-info
+	rm -rf build dist $(VENV) .venv-sslyze *.egg-info

@@ -29,8 +29,8 @@ def faults(lab, docker_client):
 
 
 def run(faults, kind, target, sources):
-    report = fault.measure(faults, kind, target, sources=sources, rate=RATE, fault_at=1.0,
-                           restore_at=1.0 + OUTAGE, duration=OUTAGE + 2.0)
+    report = fault.measure(faults, kind, target, sources=sources, rate=RATE, fault_at=0.8,
+                           restore_at=0.8 + OUTAGE, duration=OUTAGE + 1.5)
     print(f"\n{kind} {target}: {report['requests']} requests, {report['failed']} failed "
           f"{report['failed_by_kind']}, sorry {report['sorry_page']}, detected {report['detected_after_s']}, "
           f"back up {report['back_up_after_s']}, max latency {report['latency_s']['max']} s")
