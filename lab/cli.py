@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from . import certs as certs_mod
-from . import docker_env, images as images_mod
+from . import docker_env, fault as fault_mod, images as images_mod
 from .designs import DESIGNS, OPTIONAL
 from .errors import LabError
 from .settings import Settings
@@ -349,15 +349,17 @@ def bench(obj, repeat, seconds, no_lifecycle, smoke, as_json, out):
         click.echo(json.dumps(report, indent=2))
         return
     table = Table(title=f"lab bench ({repeat} x {seconds:g} s, medians)")
-    for col in ("path", "handshakes/s", "keep-alive p50", "p99", "req/s (4 conns)"):
-        table.add_column(col, justify="right" if col != "path" else "left")
+    for col in ("path", "address", "handshakes/s", "with 4 clients", "keep-alive p50", "p99", "req/s (4 conns)"):
+        table.add_column(col, justify="right" if col not in ("path", "address") else "left")
     for name, p in report["paths"].items():
-        table.add_row(name, f"{p['handshakes_per_s']:.0f}", f"{p['keepalive_p50_ms']} ms",
+        table.add_row(name, report["addresses"][name], f"{p['handshakes_per_s']:.0f}",
+                      f"{p['handshakes_per_s_4_clients']:.0f}", f"{p['keepalive_p50_ms']} ms",
                       f"{p['keepalive_p99_ms']} ms", f"{p['keepalive_rps']:.0f}")
-    console = Console()
+    console = Console(width=max(Console().width, 140))
     console.print(table)
-    console.print(f"NLB / direct: handshakes {report['nlb_over_direct_handshakes']}, "
-                  f"requests {report['nlb_over_direct_rps']}")
+    console.print(f"NLB / direct: handshakes {report['nlb_over_direct_handshakes']} "
+                  f"({report['nlb_over_direct_handshakes_4_clients']} with 4 clients), "
+                  f"keep-alive requests {report['nlb_over_direct_rps']}")
     console.print(f"PKI generation: EC {report['pki_seconds']['ec']} s, RSA {report['pki_seconds']['rsa']} s")
     if "lifecycle_seconds" in report:
         life = report["lifecycle_seconds"]
@@ -388,8 +390,8 @@ def _faults(obj):
     return Faults(Stack(obj.settings), dc)
 
 
-_KIND = click.argument("kind", type=click.Choice(["stop", "kill", "pause", "disconnect", "drain", "maint", "reload"]))
-_TARGET = click.argument("target", type=click.Choice(["web1", "web2", "all"]), default="web1")
+_KIND = click.argument("kind", type=click.Choice(list(fault_mod.KINDS)))
+_TARGET = click.argument("target", type=click.Choice(list(fault_mod.TARGETS)), default="web1")
 
 
 @fault.command("inject")
