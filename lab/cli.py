@@ -417,9 +417,12 @@ def fault_restore(obj, kind, target):
 @fault.command("measure")
 @_KIND
 @_TARGET
-@click.option("--clients", default=6, show_default=True, help="Client source addresses sending load.")
-@click.option("--rate", default=10, show_default=True, help="Requests per second per client.")
-@click.option("--outage", default=6.0, show_default=True, help="Seconds between fault and undo.")
+@click.option("--clients", default=6, show_default=True, type=click.IntRange(1),
+              help="Client source addresses sending load (spread over the backends).")
+@click.option("--rate", default=10, show_default=True, type=click.IntRange(1),
+              help="Requests per second per client.")
+@click.option("--outage", default=6.0, show_default=True, type=click.FloatRange(0.5),
+              help="Seconds between fault and undo.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @pass_ctx
 def fault_measure(obj, kind, target, clients, rate, outage, as_json):
@@ -427,9 +430,10 @@ def fault_measure(obj, kind, target, clients, rate, outage, as_json):
     from .fault import measure
 
     faults = _faults(obj)
-    sources = faults.stack.settings.client_extra_ips[:clients]
-    with obj.ui.task(f"{kind} {target} under load from {len(sources)} clients at {rate}/s each"):
-        report = measure(faults, kind, target, sources=sources, rate=rate, fault_at=3.0,
+    pool = faults.stack.settings.client_extra_ips
+    clients = min(clients, len(pool))
+    with obj.ui.task(f"{kind} {target} under load from {clients} clients at {rate}/s each"):
+        report = measure(faults, kind, target, sources=pool, clients=clients, rate=rate, fault_at=3.0,
                          restore_at=3.0 + outage, duration=outage + 8.0)
     if as_json:
         click.echo(json.dumps(report, indent=2))

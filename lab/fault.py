@@ -153,10 +153,41 @@ def _seconds(later: float | None, earlier: float) -> float | None:
     return round(later - earlier, 2) if later is not None else None
 
 
-def measure(faults: Faults, kind: str, target: str, *, sources: list[str], rate: int = 10,
-            fault_at: float = 3.0, restore_at: float = 9.0, duration: float = 14.0,
-            client: str = "alice", fresh_pins: bool = True) -> dict:
+def pin_clients(faults: Faults, box: probe.ClientContainer, pool: list[str], count: int,
+                client: str = "alice") -> dict[str, str]:
+    """Pin ``count`` source addresses from ``pool`` with real requests, as evenly over the
+    backends as the pool allows; return source -> backend.
+
+    New clients go round-robin, but HAProxy's weighted round-robin is no strict
+    alternation right after servers changed state: four new clients in a row can all
+    land on one backend. Drawing from a larger pool keeps every measurement meaningful.
+    """
+    faults.api.clear_table()  # forget earlier runs' pins
+    share = -(-count // len(BACKENDS))  # at most ceil(count / backends) per backend
+    chosen: dict[str, str] = {}
+    spare: dict[str, str] = {}
+    for src in pool:
+        if len(chosen) == count:
+            break
+        backend = box.get(client, src)[0].backend
+        if list(chosen.values()).count(backend) < share:
+            chosen[src] = backend
+        else:
+            spare[src] = backend
+    for src, backend in spare.items():  # a small pool: fill up, unevenly
+        if len(chosen) == count:
+            break
+        chosen[src] = backend
+    return chosen
+
+
+def measure(faults: Faults, kind: str, target: str, *, sources: list[str], clients: int | None = None,
+            rate: int = 10, fault_at: float = 3.0, restore_at: float = 9.0, duration: float = 14.0,
+            client: str = "alice") -> dict:
     """Inject ``kind`` on ``target`` under load, undo it, and report what clients saw.
+
+    ``clients`` addresses (default: all) are drawn from the pool ``sources`` and pinned
+    first, spread over the backends (see `pin_clients`); they then send the load.
 
     Returns:
         A dict: settings, load summary, failures, detection and recovery seconds,
@@ -164,9 +195,12 @@ def measure(faults: Faults, kind: str, target: str, *, sources: list[str], rate:
     """
     s = faults.stack.settings
     box = probe.ClientContainer(faults.dc, s.project)
-    if fresh_pins:  # forget earlier runs' pins: new clients spread round-robin again
-        faults.api.clear_table()
-    before = {src: box.get(client, src)[0].backend for src in sources}  # pin every source first
+    # start from a healthy baseline: a backend still rising after an earlier disturbance
+    # (a scan, a reload) would take no new clients
+    probe.wait_for(lambda: all(faults.api.server_states().get(n) == "UP" for n in BACKENDS), 30,
+                   what="every backend UP before the measurement")
+    before = pin_clients(faults, box, sources, clients or len(sources), client)
+    sources = list(before)
     states = Timeline(faults.api.server_states).start()
     certs_dir, port = s.certs_dir, faults.stack.nlb_port()
     host = Timeline(lambda: {"host": probe.get(certs_dir, port, client, timeout=2).backend}).start()
