@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from . import pki
-from .errors import CertsMissing
+from .errors import CertsMissing, SettingsError
 
 SERVER_NAME = "www.lab.test"
 # Names a client or a curl inside the lab may use to reach a server directly.
@@ -196,22 +196,24 @@ def ensure_pki(root: Path, *, key_type: str | None = None, force: bool = False,
         A PkiReport naming what was (re)issued.
 
     Raises:
-        ValueError: for an unknown key type, or a key type that differs from the
+        SettingsError: for an unknown key type, or a key type that differs from the
             existing PKI without ``force``.
     """
     if key_type is not None and key_type not in pki.KEY_TYPES:
-        raise ValueError(f"unknown key type {key_type!r}: choose one of {', '.join(pki.KEY_TYPES)}")
+        raise SettingsError(f"unknown key type {key_type!r}: choose one of {', '.join(pki.KEY_TYPES)}")
     now = now or pki.utcnow()
     lay = Layout(Path(root))
     lay.root.mkdir(parents=True, exist_ok=True)
     lay.root.chmod(0o700)
     issued: list[str] = []
 
+    if force and key_type is None and (old := _load_ca(lay.ca_cert, lay.ca_key)) is not None:
+        key_type = _key_type_of(old.cert)  # --force renews; --key-type is what switches
     ca = None if force else _load_ca(lay.ca_cert, lay.ca_key)
     if ca is not None:
         existing = _key_type_of(ca.cert)
         if key_type and existing != key_type:
-            raise ValueError(
+            raise SettingsError(
                 f"{lay.root} holds {existing} keys, not {key_type}: "
                 f"run `lab certs --force --key-type {key_type}` to replace the whole PKI")
         key_type = existing
@@ -265,10 +267,15 @@ def ensure_pki(root: Path, *, key_type: str | None = None, force: bool = False,
         leaf.private_key_and_cert_chain_pem.write_to_path(lay.health_pem)
         issued.append("health")
 
+    revocations_restored = False
     for spec in CLIENTS:
         issuer = issuers[spec.issuer]
         cert_path, key_path = lay.client_cert(spec.name), lay.client_key(spec.name)
         if current(cert_path, key_path, spec.window, issuer):
+            serial = load_cert(cert_path).serial_number
+            if spec.revoked and serial not in issuer.revoked:  # the CRL was lost or damaged
+                issuer.revoke(serial)
+                revocations_restored = True
             continue
         if issuer is None:
             leaf = pki.self_signed(spec.name, usage=spec.usage, key_type=key_type)
@@ -282,7 +289,7 @@ def ensure_pki(root: Path, *, key_type: str | None = None, force: bool = False,
         issued.append(spec.name)
 
     crl_signed = False
-    if issued or _crls_due(lay.crl, (ca, inter), now):
+    if issued or revocations_restored or _crls_due(lay.crl, (ca, inter), now):
         pki.write_file(lay.crl, _bundle((ca, inter), now - pki.CLOCK_SKEW))
         crl_signed = True
     if issued or crl_signed or not lay.manifest.exists():

@@ -12,13 +12,15 @@ import sys
 from pathlib import Path
 
 import click
+import docker.errors
 from rich.console import Console
 from rich.table import Table
 
+from . import __version__
 from . import certs as certs_mod
 from . import docker_env, fault as fault_mod, images as images_mod
 from .designs import DESIGNS, OPTIONAL
-from .errors import LabError
+from .errors import LabError, SettingsError
 from .settings import Settings
 from .stack import Stack
 from .ui import UI
@@ -64,7 +66,7 @@ def pass_ctx(func):
 @click.option("-v", "--verbose", is_flag=True, help="Stream the output of docker, debootstrap, compose.")
 @click.option("--workdir", type=click.Path(file_okay=False), default=None,
               help="Where certs/ and build/ live (default: the checkout, or ./.lab; env LAB_HOME).")
-@click.version_option(package_name="mtls-lab")
+@click.version_option(__version__, prog_name="lab")
 @click.pass_context
 def cli(ctx, quiet, verbose, workdir):
     """The mTLS load-balancer lab: NLB passthrough keeps client-certificate auth."""
@@ -482,7 +484,7 @@ def setup(obj):
 
 
 def main(argv=None) -> None:
-    """Entry point: run the CLI, turning LabError/ValueError into one-line messages."""
+    """Entry point: run the CLI, turning every expected failure into a one-line message."""
     try:
         cli.main(args=argv, prog_name="lab", standalone_mode=False)
     except click.exceptions.Abort:
@@ -493,8 +495,19 @@ def main(argv=None) -> None:
     except LabError as exc:
         UI().error(str(exc))
         sys.exit(1)
-    except ValueError as exc:
+    except SettingsError as exc:
         UI().error(f"bad setting: {exc}")
         sys.exit(2)
+    except docker.errors.DockerException as exc:
+        UI().error(f"Docker: {_first_line(exc)} (check `docker info`, then `lab status`)")
+        sys.exit(1)
+    except (OSError, ValueError) as exc:  # a refused connection, a damaged file
+        UI().error(f"{type(exc).__name__}: {_first_line(exc)} (is the lab up? `lab status`; "
+                   "run with -v or see `lab logs` for details)")
+        sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [repr(exc)])[0]

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .errors import SettingsError
+
 
 @dataclass(frozen=True)
 class Design:
@@ -61,5 +63,5 @@ def parse(raw: str) -> tuple[str, ...]:
         return OPTIONAL
     for name in names:
         if name not in DESIGNS:
-            raise ValueError(f"LAB_DESIGNS: unknown design {name!r}: choose from {', '.join(DESIGNS)} or all")
+            raise SettingsError(f"LAB_DESIGNS: unknown design {name!r}: choose from {', '.join(DESIGNS)} or all")
     return tuple(n for n in OPTIONAL if n in names)

@@ -1,9 +1,13 @@
 """Stack failures the user can act on.
 
-Bad input raises ValueError/TypeError where it is found. The classes here are for
-the environment and the running stack; every message names what failed and the fix,
-in the manner of testcontainers' wait-strategy timeouts.
+A bad setting raises SettingsError (a ValueError) where it is found. The other classes
+are for the environment and the running stack; every message names what failed and the
+fix, in the manner of testcontainers' wait-strategy timeouts.
 """
+
+
+class SettingsError(ValueError):
+    """A value the user chose (LAB_* variable, option) is wrong: the CLI exits 2."""
 
 
 class LabError(RuntimeError):
@@ -32,6 +36,10 @@ class ImageError(LabError):
 
 class StackError(LabError):
     """`docker compose` failed, or a service did not become healthy."""
+
+
+class NotReached(StackError):
+    """A condition the lab waited for did not come true in time."""
 
 
 class CommandFailed(LabError):

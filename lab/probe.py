@@ -17,7 +17,7 @@ import docker
 import requests
 
 from .certs import CLIENT_NAMES, Layout
-from .errors import CertsMissing, StackError
+from .errors import CertsMissing, NotReached, StackError
 
 CLIENT_CERTS = "/certs"  # where compose mounts certs/ca.pem and certs/clients in the client
 
@@ -238,7 +238,7 @@ def wait_for(predicate, timeout: float, interval: float = 0.25, what: str = "con
     """Poll ``predicate`` until it returns a truthy value; return that value.
 
     Raises:
-        TimeoutError: naming ``what`` and the last value seen.
+        NotReached: naming ``what`` and the last value seen.
     """
     deadline = time.monotonic() + timeout
     last = None
@@ -251,4 +251,5 @@ def wait_for(predicate, timeout: float, interval: float = 0.25, what: str = "con
             if last:
                 return last
         time.sleep(interval)
-    raise TimeoutError(f"{what} not reached within {timeout:.0f}s (last: {last!r})")
+    raise NotReached(f"{what} not reached within {timeout:.0f}s (last: {last!r}): "
+                     "see `lab status` and `lab logs`")

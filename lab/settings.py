@@ -1,7 +1,7 @@
 """The lab's settings: defaults, LAB_* environment overrides, validation, address plan.
 
 Every value a user can change is read here and checked once; a bad value raises
-ValueError naming the variable and an example of a good one.
+SettingsError (a ValueError) naming the variable and an example of a good one.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from pathlib import Path
 
 from . import designs as designs_mod
 from . import resources
+from .errors import SettingsError
 from .pki import KEY_TYPES
 
 REPO_ROOT = resources.CHECKOUT  # the source checkout (tests and docs refer to it)
@@ -56,6 +57,8 @@ SERVICES = ("nlb", "web1", "web2", "sorry", "client", "alb", "alb-waf", "verifie
 # Backend listeners, one per way a load balancer hands over the client (container side).
 BACKEND_PORTS = {"alb_headers": 8444, "alb_chain": 8445, "nlb_tls": 8446, "render": 8447}
 
+BIND_CHOICES = ("127.0.0.1", "0.0.0.0")  # published ports; the runtime API and stats stay on loopback
+
 _PROJECT_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _HAPROXY_TIME_RE = re.compile(r"^[1-9][0-9]*(ms|s|m|h|d)$")
 
@@ -64,9 +67,9 @@ def _port(var: str, raw: str) -> int:
     try:
         value = int(raw)
     except ValueError:
-        raise ValueError(f"{var}={raw!r} is not a port number: use 1-65535, or 0 for any free port") from None
+        raise SettingsError(f"{var}={raw!r} is not a port number: use 1-65535, or 0 for any free port") from None
     if not 0 <= value <= 65535:
-        raise ValueError(f"{var}={value} is out of range: use 1-65535, or 0 for any free port")
+        raise SettingsError(f"{var}={value} is out of range: use 1-65535, or 0 for any free port")
     return value
 
 
@@ -74,9 +77,9 @@ def _int(var: str, raw: str, lo: int, hi: int) -> int:
     try:
         value = int(raw)
     except ValueError:
-        raise ValueError(f"{var}={raw!r} is not a whole number: use {lo}-{hi}") from None
+        raise SettingsError(f"{var}={raw!r} is not a whole number: use {lo}-{hi}") from None
     if not lo <= value <= hi:
-        raise ValueError(f"{var}={value} is out of range: use {lo}-{hi}")
+        raise SettingsError(f"{var}={value} is out of range: use {lo}-{hi}")
     return value
 
 
@@ -84,11 +87,11 @@ def _subnet(var: str, raw: str) -> ipaddress.IPv4Network:
     try:
         net = ipaddress.IPv4Network(raw, strict=True)
     except ValueError as exc:
-        raise ValueError(f"{var}={raw!r} is not an IPv4 subnet ({exc}): use e.g. 203.0.113.0/24") from None
+        raise SettingsError(f"{var}={raw!r} is not an IPv4 subnet ({exc}): use e.g. 203.0.113.0/24") from None
     if net.prefixlen > 24:
-        raise ValueError(f"{var}={raw} is too small: the lab needs a /24 or larger, e.g. 203.0.113.0/24")
+        raise SettingsError(f"{var}={raw} is too small: the lab needs a /24 or larger, e.g. 203.0.113.0/24")
     if net.is_loopback or net.is_multicast or net.is_link_local:
-        raise ValueError(f"{var}={raw} is a reserved range: use e.g. 203.0.113.0/24")
+        raise SettingsError(f"{var}={raw} is a reserved range: use e.g. 203.0.113.0/24")
     return net
 
 
@@ -98,12 +101,12 @@ def _flag(var: str, raw: str) -> bool:
         return False
     if value in ("1", "on", "yes", "true"):
         return True
-    raise ValueError(f"{var}={raw!r}: use on or off")
+    raise SettingsError(f"{var}={raw!r}: use on or off")
 
 
 def _time(var: str, raw: str) -> str:
     if not _HAPROXY_TIME_RE.match(raw):
-        raise ValueError(f"{var}={raw!r} is not a HAProxy time: use a number and a unit, e.g. 30m, 90s, 2h")
+        raise SettingsError(f"{var}={raw!r} is not a HAProxy time: use a number and a unit, e.g. 30m, 90s, 2h")
     return raw
 
 
@@ -143,19 +146,18 @@ class Settings:
 
     def __post_init__(self):
         if not _PROJECT_RE.match(self.project):
-            raise ValueError(f"LAB_PROJECT={self.project!r}: use lowercase letters, digits, '-' or '_', e.g. mtls-lab")
-        try:
-            ipaddress.ip_address(self.bind)
-        except ValueError:
-            raise ValueError(f"LAB_BIND={self.bind!r} is not an IP address: use 127.0.0.1") from None
+            raise SettingsError(f"LAB_PROJECT={self.project!r}: use lowercase letters, digits, '-' or '_', e.g. mtls-lab")
+        if self.bind not in BIND_CHOICES:  # the lab's own tools reach it on 127.0.0.1
+            raise SettingsError(f"LAB_BIND={self.bind!r}: use 127.0.0.1 (this machine only) "
+                                "or 0.0.0.0 (every interface, e.g. for a class)")
         if self.internet_subnet.overlaps(self.vpc_subnet):
-            raise ValueError(f"LAB_INTERNET_SUBNET {self.internet_subnet} overlaps LAB_VPC_SUBNET "
+            raise SettingsError(f"LAB_INTERNET_SUBNET {self.internet_subnet} overlaps LAB_VPC_SUBNET "
                              f"{self.vpc_subnet}: give them separate ranges")
         ports = [p for p in self.all_host_ports.values() if p]
         if len(ports) != len(set(ports)):
-            raise ValueError(f"the LAB_*_PORT settings must all differ (got {ports}); 0 lets Docker pick")
+            raise SettingsError(f"the LAB_*_PORT settings must all differ (got {ports}); 0 lets Docker pick")
         if self.key_type is not None and self.key_type not in KEY_TYPES:
-            raise ValueError(f"LAB_KEY_TYPE={self.key_type!r}: use one of {', '.join(KEY_TYPES)}")
+            raise SettingsError(f"LAB_KEY_TYPE={self.key_type!r}: use one of {', '.join(KEY_TYPES)}")
         if self.certs_dir is None:
             object.__setattr__(self, "certs_dir", Path(self.home) / "certs")
 
@@ -219,8 +221,10 @@ class Settings:
 
     @property
     def host_ports(self) -> dict:
-        """Variable -> host port for what this instance runs (the NLB and its chosen designs)."""
-        running = {designs_mod.DESIGNS[d].port_var for d in self.designs}
+        """Variable -> host port for what this instance runs: the NLB, and every port of the
+        services its chosen designs start (the alb service publishes all three ALB listeners)."""
+        services = {designs_mod.DESIGNS[d].service for d in self.designs}
+        running = {d.port_var for d in designs_mod.DESIGNS.values() if d.service in services}
         optional = {designs_mod.DESIGNS[d].port_var for d in designs_mod.OPTIONAL}
         return {var: port for var, port in self.all_host_ports.items()
                 if var not in optional or var in running}

@@ -4,6 +4,8 @@ import datetime as dt
 
 import pytest
 
+from cryptography.hazmat.primitives.asymmetric import rsa
+
 from lab import certs, pki
 
 
@@ -26,6 +28,31 @@ def test_force_renews_the_ca(tmp_path):
     report = certs.ensure_pki(tmp_path, force=True)
     assert certs.load_cert(tmp_path / "ca.pem").serial_number != old_ca
     assert set(certs.CLIENT_NAMES) <= set(report.issued)
+
+
+def test_force_keeps_the_key_type(tmp_path):
+    certs.ensure_pki(tmp_path, key_type="rsa")
+    report = certs.ensure_pki(tmp_path, force=True)
+    assert report.key_type == "rsa"
+    assert isinstance(certs.load_cert(tmp_path / "ca.pem").public_key(), rsa.RSAPublicKey)
+    # the negative control: --key-type is what switches
+    assert certs.ensure_pki(tmp_path, force=True, key_type="ec").key_type == "ec"
+
+
+@pytest.mark.parametrize("damage", ["delete", "empty", "garbage"])
+def test_a_lost_crl_still_revokes_the_revoked_client(tmp_path, damage):
+    certs.ensure_pki(tmp_path)
+    lay = certs.Layout(tmp_path)
+    revoked = certs.load_cert(lay.client_cert("revoked")).serial_number
+    alice = certs.load_cert(lay.client_cert("alice")).serial_number
+    if damage == "delete":
+        lay.crl.unlink()
+    else:
+        lay.crl.write_bytes(b"" if damage == "empty" else b"-----BEGIN X509 CRL-----\nnope\n")
+    report = certs.ensure_pki(tmp_path)
+    assert report.crl_signed and not report.issued
+    listed = {r.serial_number for crl in certs.load_crls(lay.crl) for r in crl}
+    assert revoked in listed and alice not in listed
 
 
 def test_missing_client_is_reissued_alone(tmp_path):

@@ -4,6 +4,7 @@ import ipaddress
 
 import pytest
 
+from lab.errors import SettingsError
 from lab.settings import Settings
 
 
@@ -42,22 +43,31 @@ BAD = [
     pytest.param({"LAB_STICK_EXPIRE": "0s"}, r"not a HAProxy time", id="expiry-zero"),
     pytest.param({"LAB_CLIENT_IPS": "500"}, r"LAB_CLIENT_IPS=500 is out of range: use 1-64", id="count"),
     pytest.param({"LAB_PROJECT": "My Lab"}, r"LAB_PROJECT='My Lab': use lowercase", id="project"),
-    pytest.param({"LAB_BIND": "localhost"}, r"LAB_BIND='localhost' is not an IP address", id="bind"),
+    pytest.param({"LAB_BIND": "localhost"}, r"LAB_BIND='localhost': use 127\.0\.0\.1 .* or 0\.0\.0\.0", id="bind"),
+    pytest.param({"LAB_BIND": "::1"}, r"LAB_BIND='::1': use 127\.0\.0\.1", id="bind-ipv6"),
     pytest.param({"LAB_KEY_TYPE": "dsa"}, r"LAB_KEY_TYPE='dsa': use one of ec, rsa", id="key-type"),
 ]
 
 
 @pytest.mark.parametrize("env, message", BAD)
 def test_bad_settings_name_the_fix(env, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(SettingsError, match=message):
         Settings.from_env(env=env)
+
+
+def test_good_bind_addresses_pass():
+    assert Settings.from_env(env={"LAB_BIND": "0.0.0.0"}).bind == "0.0.0.0"
+    assert Settings.from_env(env={}).bind == "127.0.0.1"
 
 
 def test_designs_and_profiles():
     s = Settings.from_env(env={"LAB_DESIGNS": "nlb-tls-mtls, alb-mtls-verify"})
     assert s.designs == ("alb-mtls-verify", "nlb-tls-mtls")
     assert s.profiles == ("alb", "alb-mtls-verify", "nlb-tls-mtls")
-    assert "LAB_ALB_VERIFY_PORT" in s.host_ports and "LAB_ALB_PORT" not in s.host_ports
+    # one alb service publishes all three ALB listeners, whichever design asked for it
+    assert {"LAB_ALB_PORT", "LAB_ALB_VERIFY_PORT", "LAB_ALB_PASSTHROUGH_PORT", "LAB_NLB_TLS_PORT"} <= set(s.host_ports)
+    nlb_only = Settings.from_env(env={}).host_ports
+    assert "LAB_NLB_PORT" in nlb_only and not {"LAB_ALB_PORT", "LAB_NLB_TLS_PORT"} & set(nlb_only)
     assert Settings.from_env(env={"LAB_DESIGNS": "all"}).designs == (
         "alb", "alb-mtls-verify", "alb-mtls-passthrough", "nlb-tls-mtls")
     assert Settings.from_env(env={}).profiles == ()
