@@ -7,7 +7,6 @@ Errors print on one line with the fix and exit 1; bad settings exit 2.
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -224,8 +223,7 @@ def logs(obj, services, follow, tail):
     stack = Stack(obj.settings)
     if not stack.compose.env_file.exists():
         raise LabError(f"{obj.settings.project} has never been started here: run `lab up` first")
-    argv = stack.compose.argv("logs", "--tail", str(tail), *(["--follow"] if follow else []), *services)
-    sys.exit(subprocess.call(argv))
+    sys.exit(stack.compose.call("logs", "--tail", str(tail), *(["--follow"] if follow else []), *services))
 
 
 @cli.command()
@@ -324,8 +322,10 @@ def demo(obj, name):
 
 
 @cli.command()
-@click.option("--repeat", default=3, show_default=True, help="Runs per measurement (medians are reported).")
-@click.option("--seconds", default=3.0, show_default=True, help="Length of each load run.")
+@click.option("--repeat", default=3, show_default=True, type=click.IntRange(1),
+              help="Runs per measurement (medians are reported).")
+@click.option("--seconds", default=3.0, show_default=True, type=click.FloatRange(0.5),
+              help="Length of each load run.")
 @click.option("--no-lifecycle", is_flag=True, help="Skip the `lab up` and failover timings (they restart the lab).")
 @click.option("--smoke", is_flag=True, help="A few seconds: one short run of each, no lifecycle.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")

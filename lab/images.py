@@ -50,9 +50,13 @@ def ensure_base(dc: docker.DockerClient, ui, *, pull: bool = True, bootstrap: bo
         with ui.task(f"Pulling {BASE_IMAGE}") as task:
             try:
                 for event in dc.api.pull(BASE_IMAGE, stream=True, decode=True):
+                    if event.get("error"):  # some failures arrive in the stream, not as a status
+                        raise docker.errors.APIError(event["error"], explanation=event["error"])
                     task.line(f"{event.get('status', '')} {event.get('progress', '')}")
                 if _image_id(dc, BASE_IMAGE):
                     return "pulled"
+                pull_error = "the pull ended without the image"
+                task.fail()
             except docker.errors.APIError as exc:
                 pull_error = exc.explanation or str(exc)
                 task.line(f"pull failed: {pull_error}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,9 @@ from .errors import CommandFailed, StackError
 from .proc import run, stream
 from .settings import DIRECT_PORT, SERVICES, Settings
 
+# What `reload` refreshes by default (when running): servers holding certificates, a CA or a CRL.
+HAPROXY_SERVICES = ("nlb", "alb", "nlb-tls")
+RELOADABLE = ("web1", "web2", "sorry") + HAPROXY_SERVICES
 
 
 def read_env_file(path: Path) -> dict:
@@ -61,6 +65,10 @@ class Compose:
     def run(self, *args: str, check: bool = True, timeout: float | None = None):
         return run(self.argv(*args), env=_clean_env(), check=check, timeout=timeout)
 
+    def call(self, *args: str) -> int:
+        """Run in the foreground, output straight to the terminal (e.g. `logs --follow`)."""
+        return subprocess.call(self.argv(*args), env=_clean_env())
+
     def stream(self, *args: str, on_line, hint: str = ""):
         return stream(self.argv(*args), on_line, env=_clean_env(), hint=hint)
 
@@ -76,8 +84,9 @@ class Compose:
 
     def port(self, service: str, port: int) -> int:
         """The host port published for ``service``'s container port."""
-        out = self.run("port", service, str(port)).stdout.strip()
-        if not out:
+        proc = self.run("port", service, str(port), check=False)
+        out = proc.stdout.strip()
+        if proc.returncode != 0 or not out:
             raise StackError(f"{service}:{port} is not published: is the stack up? (`lab status`)")
         return int(out.rsplit(":", 1)[1])
 
@@ -147,13 +156,19 @@ class Stack:
                 self.compose.stream("up", "--detach", "--wait", "--wait-timeout", str(s.wait_timeout),
                                     "--no-build", "--remove-orphans", on_line=task.line)
         except CommandFailed as exc:
-            error = StackError(self._failure_report(exc, removed=not keep_on_failure))
+            report = self._failure_report(exc, removed=not keep_on_failure)
             if not keep_on_failure:
-                self.down(ui)
-            raise error from exc
+                try:
+                    self.down(ui)
+                except CommandFailed as cleanup:  # keep the first error; name the second
+                    report += (f"\nremoving the half-started stack failed too ({cleanup}): "
+                               f"run `lab down` (project {self.settings.project})")
+            raise StackError(report) from exc
 
-    def reload(self, ui=None, dc=None, services=("web1", "web2", "sorry", "nlb")) -> None:
-        """Re-render the configs and trust bundle, then reload the servers in place.
+    def reload(self, ui=None, dc=None, services=None) -> None:
+        """Re-render the configs and trust bundle, then reload the servers in place:
+        ``services``, or every running one that holds certificates, a CA or a CRL (the
+        backends, the sorry page, and each design's load balancer).
 
         HAProxy reloads seamlessly (master-worker, SIGUSR2; the stick table is handed
         over through its local peer, established connections stay with the old worker).
@@ -161,6 +176,11 @@ class Stack:
         finish requests in flight but close idle keep-alive connections.
         """
         dc = dc or docker_env.client()
+        if services is None:
+            running = {row.get("Service") for row in self.compose.ps(all_=False)}
+            services = tuple(s for s in RELOADABLE if s in running)
+            if not services:
+                raise StackError(f"{self.settings.project} is not running: start it with `lab up`")
         render.render(self.settings, images.image_refs(dc))
         wanted = render.generation(self.settings)
         reloaded = []
@@ -173,8 +193,8 @@ class Stack:
         for container in reloaded:  # `nginx -s reload` only signals: wait for the new workers
             probe.wait_for(lambda c=container: _live_generation(c) == wanted, 15,
                            what=f"{container.name} serving the new configuration")
-        if "nlb" in services:
-            probe.compose_container(dc, self.settings.project, "nlb").kill(signal="SIGUSR2")
+        for service in (s for s in HAPROXY_SERVICES if s in services):
+            probe.compose_container(dc, self.settings.project, service).kill(signal="SIGUSR2")
         if ui:
             ui.ok(f"{self.settings.project}: configs re-rendered; reloaded {', '.join(services)}")
 

@@ -9,6 +9,7 @@
 - WAF: a SQL injection is blocked where TLS ends at the load balancer, unseen through the NLB.
 """
 
+import datetime as dt
 import json
 import os
 import subprocess
@@ -17,7 +18,7 @@ import urllib.parse
 
 import pytest
 
-from lab import certs, compare
+from lab import certs, compare, pki, probe
 from lab.designs import DESIGNS
 
 SQLI = f"/whoami?{compare.SQLI}"
@@ -246,3 +247,29 @@ def test_demo_refuses_when_its_design_is_not_running(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "lab", "demo", "alb-breaks-mtls"], capture_output=True,
                           text=True, env=env, check=False, timeout=120)
     assert proc.returncode == 1 and "needs the" in proc.stderr and "lab up --all-designs" in proc.stderr
+
+
+def test_reload_brings_a_new_crl_to_every_load_balancer_that_verifies(lab, docker_client, clients, source,
+                                                                       runtime_api):
+    """`lab reload` (no services named) reloads the design load balancers too: a stale CRL
+    written to the lab's PKI reaches HAProxy's verify listeners only through it."""
+    crl = lab.settings.certs_dir / "crl.pem"
+    saved = crl.read_bytes()
+    now = pki.utcnow()
+    verifiers = ("alb-mtls-verify", "nlb-tls-mtls")
+    crl.write_bytes(certs.crl_bundle(lab.settings.certs_dir, last_update=now - dt.timedelta(days=40),
+                                     next_update=now - dt.timedelta(days=10)))
+    try:
+        # negative control: written but not loaded, the running load balancers still accept alice
+        assert all(clients[d].get("alice", source).status == 200 for d in verifiers)
+        lab.stack.reload(dc=docker_client)
+        for design in verifiers:
+            assert probe.wait_for(lambda d=design: clients[d].get("alice", source).handshake_failed, 10,
+                                  what=f"{design} refusing with the stale CRL")
+    finally:
+        crl.write_bytes(saved)
+        lab.stack.reload(dc=docker_client)
+    for design in verifiers:
+        assert probe.wait_for(lambda d=design: clients[d].get("alice", source).status == 200, 10,
+                              what=f"{design} accepting alice again")
+    probe.wait_for(lambda: set(runtime_api.server_states().values()) == {"UP"}, 15, what="NLB servers UP")
