@@ -20,9 +20,13 @@ def test_same_source_ip_lands_on_the_same_backend_20_of_20(lab, client_box, runt
 
 
 def test_distinct_source_ips_spread_over_both_backends(lab, client_box, runtime_api):
-    """The negative control for the test above: stickiness is per IP, not 'everyone to web1'."""
+    """The negative control for the test above: stickiness is per IP, not 'everyone to web1'.
+
+    Ten addresses, not two: right after servers change state (an earlier test stopped them)
+    HAProxy's round-robin can send several new clients in a row to the same one."""
+    probe.wait_for(lambda: set(runtime_api.server_states().values()) == {"UP"}, 15, what="every server UP")
     seen = {}
-    for source in lab.settings.client_extra_ips[1:9]:
+    for source in lab.settings.client_extra_ips[1:11]:
         first, second = client_box.get("bob", source, count=2)
         assert first.backend == second.backend, source
         seen[source] = first.backend
