@@ -272,9 +272,8 @@ def ensure_pki(root: Path, *, key_type: str | None = None, force: bool = False,
         issuer = issuers[spec.issuer]
         cert_path, key_path = lay.client_cert(spec.name), lay.client_key(spec.name)
         if current(cert_path, key_path, spec.window, issuer):
-            serial = load_cert(cert_path).serial_number
-            if spec.revoked and serial not in issuer.revoked:  # the CRL was lost or damaged
-                issuer.revoke(serial)
+            if spec.revoked and (serial := load_cert(cert_path).serial_number) not in issuer.revoked:
+                issuer.revoke(serial)  # the CRL was lost or damaged
                 revocations_restored = True
             continue
         if issuer is None:

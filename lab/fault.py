@@ -153,6 +153,11 @@ def _seconds(later: float | None, earlier: float) -> float | None:
     return round(later - earlier, 2) if later is not None else None
 
 
+def _wait_up(faults: Faults, names, when: str, timeout: float = 30) -> None:
+    probe.wait_for(lambda: all(faults.api.server_states().get(n) == "UP" for n in names), timeout,
+                   what=f"{', '.join(names) or 'servers'} UP {when}")
+
+
 def pin_clients(faults: Faults, box: probe.ClientContainer, pool: list[str], count: int,
                 client: str = "alice") -> dict[str, str]:
     """Pin ``count`` source addresses from ``pool`` with real requests, as evenly over the
@@ -197,8 +202,7 @@ def measure(faults: Faults, kind: str, target: str, *, sources: list[str], clien
     box = probe.ClientContainer(faults.dc, s.project)
     # start from a healthy baseline: a backend still rising after an earlier disturbance
     # (a scan, a reload) would take no new clients
-    probe.wait_for(lambda: all(faults.api.server_states().get(n) == "UP" for n in BACKENDS), 30,
-                   what="every backend UP before the measurement")
+    _wait_up(faults, BACKENDS, "before the measurement")
     before = pin_clients(faults, box, sources, clients or len(sources), client)
     sources = list(before)
     states = Timeline(faults.api.server_states).start()
@@ -217,8 +221,7 @@ def measure(faults: Faults, kind: str, target: str, *, sources: list[str], clien
     faults.restore(kind, target)
     loader.join()
     names = () if kind == "reload" else _targets(target)
-    probe.wait_for(lambda: all(faults.api.server_states().get(n) == "UP" for n in names), 30,
-                   what=f"{', '.join(names) or 'servers'} UP again")
+    _wait_up(faults, names, "again")
     time.sleep(0.3)
     states.stop()
     host.stop()

@@ -20,8 +20,9 @@ from .proc import run, stream
 from .settings import DIRECT_PORT, SERVICES, Settings
 
 # What `reload` refreshes by default (when running): servers holding certificates, a CA or a CRL.
+NGINX_SERVICES = ("web1", "web2", "sorry")
 HAPROXY_SERVICES = ("nlb", "alb", "nlb-tls")
-RELOADABLE = ("web1", "web2", "sorry") + HAPROXY_SERVICES
+RELOADABLE = NGINX_SERVICES + HAPROXY_SERVICES
 
 
 def read_env_file(path: Path) -> dict:
@@ -184,7 +185,7 @@ class Stack:
         render.render(self.settings, images.image_refs(dc))
         wanted = render.generation(self.settings)
         reloaded = []
-        for service in (s for s in ("web1", "web2", "sorry") if s in services):
+        for service in (s for s in NGINX_SERVICES if s in services):
             container = probe.compose_container(dc, self.settings.project, service)
             rc, out = container.exec_run(["nginx", "-s", "reload", "-c", "/etc/nginx/lab/nginx.conf"])
             if rc != 0:
