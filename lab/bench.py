@@ -223,7 +223,7 @@ def _lifecycle(stack, dc, ui, repeat: int) -> dict:
             sorry.append(round(time.monotonic() - started, 2))
         finally:
             faults.restore("stop", "all")
-            probe.wait_for(lambda: faults.api.server_states().get("web1") == "UP", 30, what="web1 back")
+            faults.api.wait_up(("web1",), timeout=30)
     out["all_down_to_sorry"] = _median(sorry)
     out["all_down_to_sorry_runs"] = sorry
     return out

@@ -153,11 +153,6 @@ def _seconds(later: float | None, earlier: float) -> float | None:
     return round(later - earlier, 2) if later is not None else None
 
 
-def _wait_up(faults: Faults, names, when: str, timeout: float = 30) -> None:
-    probe.wait_for(lambda: all(faults.api.server_states().get(n) == "UP" for n in names), timeout,
-                   what=f"{', '.join(names) or 'servers'} UP {when}")
-
-
 def pin_clients(faults: Faults, box: probe.ClientContainer, pool: list[str], count: int,
                 client: str = "alice") -> dict[str, str]:
     """Pin ``count`` source addresses from ``pool`` with real requests, as evenly over the
@@ -202,7 +197,7 @@ def measure(faults: Faults, kind: str, target: str, *, sources: list[str], clien
     box = probe.ClientContainer(faults.dc, s.project)
     # start from a healthy baseline: a backend still rising after an earlier disturbance
     # (a scan, a reload) would take no new clients
-    _wait_up(faults, BACKENDS, "before the measurement")
+    faults.api.wait_up(BACKENDS, timeout=30)
     before = pin_clients(faults, box, sources, clients or len(sources), client)
     sources = list(before)
     states = Timeline(faults.api.server_states).start()
@@ -221,7 +216,7 @@ def measure(faults: Faults, kind: str, target: str, *, sources: list[str], clien
     faults.restore(kind, target)
     loader.join()
     names = () if kind == "reload" else _targets(target)
-    _wait_up(faults, names, "again")
+    faults.api.wait_up(names, timeout=30)
     time.sleep(0.3)
     states.stop()
     host.stop()

@@ -175,6 +175,19 @@ class RuntimeAPI:
                 states[row["svname"]] = row.get("status", "")
         return states
 
+    def wait_up(self, names=None, timeout: float = 15, backend: str = "web") -> None:
+        """Wait until ``names`` (default: every server of ``backend``) report UP.
+
+        Raises:
+            NotReached: naming the servers and the states last seen.
+        """
+        def up():
+            states = self.server_states(backend)
+            wanted = states if names is None else names
+            return bool(states) and all(states.get(n) == "UP" for n in wanted) and states
+        label = "every server" if names is None else ", ".join(names) or "no server"
+        wait_for(up, timeout, what=f"{label} of {backend} UP")
+
 
 def compose_container(dc: docker.DockerClient, project: str, service: str):
     """The running container of ``service`` in compose ``project``."""

@@ -52,4 +52,4 @@ def test_expired_crl_refuses_every_client(lab, runtime_api, web2_with_stale_crl)
     # a current CRL and a reload bring web2 back
     web2_with_stale_crl()
     probe.wait_for(lambda: direct(lab, "web2").status == 200, 10, what="web2 accepting again")
-    probe.wait_for(lambda: runtime_api.server_states()["web2"] == "UP", 10, what="web2 UP")
+    runtime_api.wait_up(("web2",), timeout=10)

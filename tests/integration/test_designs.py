@@ -257,22 +257,26 @@ def test_reload_brings_a_new_crl_to_every_load_balancer_that_verifies(lab, docke
     saved = crl.read_bytes()
     now = pki.utcnow()
     verifiers = ("alb-mtls-verify", "nlb-tls-mtls")
-    for design in verifiers:  # the baseline: an earlier test (sorry-page demo) may have stopped the backends
-        probe.wait_for(lambda d=design: clients[d].get("alice", source).status == 200, 15,
-                       what=f"{design} serving alice before the test")
+
+    def alice(design):
+        return clients[design].get("alice", source)
+
+    def wait_until_served(when, timeout):
+        for design in verifiers:
+            probe.wait_for(lambda d=design: alice(d).status == 200, timeout, what=f"{design} serving alice {when}")
+
+    wait_until_served("before the test", 15)  # an earlier test (sorry-page demo) may have stopped the backends
     crl.write_bytes(certs.crl_bundle(lab.settings.certs_dir, last_update=now - dt.timedelta(days=40),
                                      next_update=now - dt.timedelta(days=10)))
     try:
         # negative control: written but not loaded, the running load balancers still accept alice
-        assert {d: clients[d].get("alice", source).status for d in verifiers} == dict.fromkeys(verifiers, 200)
+        assert {d: alice(d).status for d in verifiers} == dict.fromkeys(verifiers, 200)
         lab.stack.reload(dc=docker_client)
         for design in verifiers:
-            assert probe.wait_for(lambda d=design: clients[d].get("alice", source).handshake_failed, 10,
+            assert probe.wait_for(lambda d=design: alice(d).handshake_failed, 10,
                                   what=f"{design} refusing with the stale CRL")
     finally:
         crl.write_bytes(saved)
         lab.stack.reload(dc=docker_client)
-    for design in verifiers:
-        assert probe.wait_for(lambda d=design: clients[d].get("alice", source).status == 200, 10,
-                              what=f"{design} accepting alice again")
-    probe.wait_for(lambda: set(runtime_api.server_states().values()) == {"UP"}, 15, what="NLB servers UP")
+    wait_until_served("again", 10)
+    runtime_api.wait_up()

@@ -81,7 +81,7 @@ def test_maint_moves_pinned_clients_drain_keeps_them(faults, lab):
         assert {box.get("alice", src)[0].backend for src in on_web1} == {"web2"}
     finally:
         faults.restore("maint", "web1")
-    assert probe.wait_for(lambda: faults.api.server_states()["web1"] == "UP", 10, what="web1 ready")
+    faults.api.wait_up(("web1",), timeout=10)
 
 
 def test_every_backend_down_gives_the_sorry_page_and_it_is_never_pinned(faults, lab):

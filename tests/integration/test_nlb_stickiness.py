@@ -24,7 +24,7 @@ def test_distinct_source_ips_spread_over_both_backends(lab, client_box, runtime_
 
     Ten addresses, not two: right after servers change state (an earlier test stopped them)
     HAProxy's round-robin can send several new clients in a row to the same one."""
-    probe.wait_for(lambda: set(runtime_api.server_states().values()) == {"UP"}, 15, what="every server UP")
+    runtime_api.wait_up()
     seen = {}
     for source in lab.settings.client_extra_ips[1:11]:
         first, second = client_box.get("bob", source, count=2)
