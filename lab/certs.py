@@ -21,21 +21,23 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from . import pki
-from .errors import CertsMissing, SettingsError
+from .errors import CertsMissing, PkiDamaged, SettingsError
 
 SERVER_NAME = "www.lab.test"
 # Names a client or a curl inside the lab may use to reach a server directly.
 SERVER_SANS = (SERVER_NAME, "localhost", "127.0.0.1", "nlb", "web1", "web2", "sorry")
+# The load balancers' health-check identity: accepted for GET /healthz only, everywhere.
+HEALTH_CN = "lab-health"
 RENEW_BEFORE = dt.timedelta(days=7)
 MANIFEST = "manifest.json"
 
@@ -62,9 +64,10 @@ CLIENTS = (
     ClientSpec("not-yet-valid", "lab", "validity starts in 30 days: refused (not yet valid)",
                window="future"),
     ClientSpec("revoked", "lab", "listed in crl.pem: refused (certificate revoked)", revoked=True),
-    ClientSpec("rogue-ca", "rogue", "issued by an untrusted CA: refused (unknown issuer)"),
-    ClientSpec("self-signed", "self", "signed by its own key: refused (self-signed)"),
-    ClientSpec("no-client-eku", "lab", "serverAuth EKU only: refused (unsupported purpose)",
+    ClientSpec("rogue-ca", "rogue", "issued by an untrusted CA: refused (unable to verify the first certificate)"),
+    # nginx keeps verifying after "self-signed" and reports its last error: no CRL for that issuer.
+    ClientSpec("self-signed", "self", "signed by its own key: refused (unable to get certificate CRL)"),
+    ClientSpec("no-client-eku", "lab", "serverAuth EKU only: refused (unsuitable certificate purpose)",
                usage="server"),
 )
 CLIENT_NAMES = tuple(c.name for c in CLIENTS)
@@ -137,19 +140,58 @@ def _key_type_of(cert: x509.Certificate) -> str:
     return type(key).__name__
 
 
-def _pair_ok(cert_path: Path, key_path: Path) -> x509.Certificate | None:
-    """The certificate if both files load and the key matches it, else None."""
+class _NotAFile(ValueError):
+    """A directory sits where the PKI keeps a file."""
+
+
+class _NoAccess(ValueError):
+    """A PKI file exists but this user may not read it."""
+
+
+def _read(path: Path) -> bytes:
+    """The bytes of a PKI file.
+
+    Raises:
+        ValueError: naming the path and why it cannot be read.
+    """
     try:
-        cert = load_cert(cert_path)
-        key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
-    except (OSError, ValueError):
+        return path.read_bytes()
+    except IsADirectoryError:
+        raise _NotAFile(f"{path} is a directory, not a file") from None
+    except FileNotFoundError:
+        raise ValueError(f"{path} is missing") from None
+    except OSError as exc:
+        raise _NoAccess(f"{path} cannot be read ({exc.strerror or exc})") from None
+
+
+def _load_chain(path: Path) -> list:
+    """Every certificate in a PEM file, leaf first; [] when it does not load."""
+    try:
+        return x509.load_pem_x509_certificates(_read(path))
+    except ValueError:
+        return []
+
+
+def _pair_ok(cert_path: Path, key_path: Path) -> list | None:
+    """The certificates in ``cert_path`` (leaf first) if both files load and the key
+    (unencrypted, EC or RSA) matches the leaf, else None."""
+    chain = _load_chain(cert_path)
+    try:
+        key = pki.load_private_key(_read(key_path))
+    except ValueError:
         return None
-    if cert.public_key().public_bytes(serialization.Encoding.DER,
-                                      serialization.PublicFormat.SubjectPublicKeyInfo) != \
-            key.public_key().public_bytes(serialization.Encoding.DER,
-                                          serialization.PublicFormat.SubjectPublicKeyInfo):
-        return None
-    return cert
+    return chain if chain and pki.keys_match(chain[0], key) else None
+
+
+def _health_pem_ok(lay: Layout) -> bool:
+    """health.pem holds health.crt's chain and the key that matches it (HAProxy's ``crt``)."""
+    try:
+        data = _read(lay.health_pem)
+        key = pki.load_private_key(data)
+        chain = x509.load_pem_x509_certificates(data)  # at least one, or ValueError
+    except ValueError:
+        return False
+    return chain == _load_chain(lay.health_cert) and pki.keys_match(chain[0], key)
 
 
 def _still_demonstrates(cert: x509.Certificate, window: str, now: dt.datetime) -> bool:
@@ -186,6 +228,9 @@ def ensure_pki(root: Path, *, key_type: str | None = None, force: bool = False,
                now: dt.datetime | None = None) -> PkiReport:
     """Create or top up the lab PKI in ``root``.
 
+    Every file it keeps is checked: each pair loads and matches, each certificate is
+    signed by the CA it should be, carries its chain, and still shows its lesson.
+
     Args:
         root: the certs folder (created if absent).
         key_type: "ec" or "rsa"; None keeps what is there (ec for a new PKI).
@@ -198,18 +243,26 @@ def ensure_pki(root: Path, *, key_type: str | None = None, force: bool = False,
     Raises:
         SettingsError: for an unknown key type, or a key type that differs from the
             existing PKI without ``force``.
+        PkiDamaged: when ca.pem or ca.key exists but cannot be used (without ``force``:
+            a new root would invalidate every certificate handed out), or when a
+            directory sits where a file belongs, or a file cannot be written.
     """
     if key_type is not None and key_type not in pki.KEY_TYPES:
         raise SettingsError(f"unknown key type {key_type!r}: choose one of {', '.join(pki.KEY_TYPES)}")
     now = now or pki.utcnow()
     lay = Layout(Path(root))
-    lay.root.mkdir(parents=True, exist_ok=True)
+    _make_folder(lay.root)
     lay.root.chmod(0o700)
     issued: list[str] = []
 
-    if force and key_type is None and (old := _load_ca(lay.ca_cert, lay.ca_key)) is not None:
-        key_type = _key_type_of(old.cert)  # --force renews; --key-type is what switches
-    ca = None if force else _load_ca(lay.ca_cert, lay.ca_key)
+    old = _root_ca(lay, damaged_ok=force)
+    _check_no_obstacles(lay)
+    if force:
+        ca = None
+        if key_type is None and old is not None:
+            key_type = _key_type_of(old.cert)  # --force renews; --key-type is what switches
+    else:
+        ca = old
     if ca is not None:
         existing = _key_type_of(ca.cert)
         if key_type and existing != key_type:
@@ -218,28 +271,32 @@ def ensure_pki(root: Path, *, key_type: str | None = None, force: bool = False,
                 f"run `lab certs --force --key-type {key_type}` to replace the whole PKI")
         key_type = existing
         if ca.cert.not_valid_after_utc < now + RENEW_BEFORE:
-            ca = None
+            ca = None  # documented: a root near its end is renewed, and everything under it
     key_type = key_type or "ec"
     if ca is None:
         # A new root invalidates everything under it: the checks below reissue it all.
         ca = pki.CA("mTLS Lab Root CA", key_type=key_type)
-        ca.cert_pem.write_to_path(lay.ca_cert)
-        ca.private_key_pem.write_to_path(lay.ca_key)
+        _save(lay.ca_cert, ca.cert_pem)
+        _save(lay.ca_key, ca.private_key_pem)
         issued.append("lab CA")
 
-    inter = None if force else _load_ca(lay.intermediate_cert, lay.intermediate_key, parent=ca)
-    if inter is None or not _signed_by(inter.cert, ca) or \
-            inter.cert.not_valid_after_utc < now + RENEW_BEFORE:
+    def ca_current(authority, issuer) -> bool:
+        cert = authority.cert
+        return (_key_type_of(cert) == key_type and cert.not_valid_before_utc <= now
+                and cert.not_valid_after_utc >= now + RENEW_BEFORE and _signed_by(cert, issuer))
+
+    inter = None if force else _load_ca_or_none(lay.intermediate_cert, lay.intermediate_key, parent=ca)
+    if inter is None or not ca_current(inter, ca):
         inter = ca.create_child_ca("mTLS Lab Issuing CA", key_type=key_type)
-        inter.cert_pem.write_to_path(lay.intermediate_cert)
-        inter.private_key_pem.write_to_path(lay.intermediate_key)
+        _save(lay.intermediate_cert, inter.cert_pem)
+        _save(lay.intermediate_key, inter.private_key_pem)
         issued.append("intermediate CA")
 
-    rogue = None if force else _load_ca(lay.rogue_cert, lay.rogue_key)
-    if rogue is None:
+    rogue = None if force else _load_ca_or_none(lay.rogue_cert, lay.rogue_key)
+    if rogue is None or not ca_current(rogue, rogue):
         rogue = pki.CA("Rogue CA (untrusted)", key_type=key_type)
-        rogue.cert_pem.write_to_path(lay.rogue_cert)
-        rogue.private_key_pem.write_to_path(lay.rogue_key)
+        _save(lay.rogue_cert, rogue.cert_pem)
+        _save(lay.rogue_key, rogue.private_key_pem)
         issued.append("rogue CA")
     issuers = {"lab": ca, "intermediate": inter, "rogue": rogue, "self": None}
 
@@ -248,23 +305,28 @@ def ensure_pki(root: Path, *, key_type: str | None = None, force: bool = False,
     def current(cert_path, key_path, window="valid", issuer=ca):
         if force:
             return False
-        cert = _pair_ok(cert_path, key_path)
-        if cert is None or not _still_demonstrates(cert, window, now):
+        chain = _pair_ok(cert_path, key_path)
+        if chain is None:
             return False
-        return _signed_by(cert, issuer) if issuer else cert.issuer == cert.subject
+        cert = chain[0]
+        if _key_type_of(cert) != key_type or not _still_demonstrates(cert, window, now):
+            return False
+        if issuer is None:  # self-signed: its own subject, its own signature
+            return chain == [cert] and _signed_by(cert, None)
+        return chain[1:] == issuer.chain and _signed_by(cert, issuer)
 
     if not current(lay.server_cert, lay.server_key):
         leaf = ca.issue_cert(SERVER_NAME, sans=SERVER_SANS, usage="server", key_type=key_type)
-        leaf.chain_pem.write_to_path(lay.server_cert)
-        leaf.private_key_pem.write_to_path(lay.server_key)
+        _save(lay.server_cert, leaf.chain_pem)
+        _save(lay.server_key, leaf.private_key_pem)
         issued.append("server")
 
-    if not current(lay.health_cert, lay.health_key) or not lay.health_pem.exists():
-        leaf = ca.issue_cert("lab-health", usage="client", key_type=key_type,
+    if not current(lay.health_cert, lay.health_key) or not _health_pem_ok(lay):
+        leaf = ca.issue_cert(HEALTH_CN, usage="client", key_type=key_type,
                              unit="load balancer health checks")
-        leaf.chain_pem.write_to_path(lay.health_cert)
-        leaf.private_key_pem.write_to_path(lay.health_key)
-        leaf.private_key_and_cert_chain_pem.write_to_path(lay.health_pem)
+        _save(lay.health_cert, leaf.chain_pem)
+        _save(lay.health_key, leaf.private_key_pem)
+        _save(lay.health_pem, leaf.private_key_and_cert_chain_pem)
         issued.append("health")
 
     revocations_restored = False
@@ -281,28 +343,97 @@ def ensure_pki(root: Path, *, key_type: str | None = None, force: bool = False,
         else:
             leaf = issuer.issue_cert(spec.name, usage=spec.usage, key_type=key_type,
                                      unit="clients", **_window_args(spec.window, now))
-        leaf.chain_pem.write_to_path(cert_path)  # leaf, then any intermediate
-        leaf.private_key_pem.write_to_path(key_path)
+        _save(cert_path, leaf.chain_pem)  # leaf, then any intermediate
+        _save(key_path, leaf.private_key_pem)
         if spec.revoked:
             issuer.revoke(leaf)
         issued.append(spec.name)
 
     crl_signed = False
     if issued or revocations_restored or _crls_due(lay.crl, (ca, inter), now):
-        pki.write_file(lay.crl, _bundle((ca, inter), now - pki.CLOCK_SKEW))
+        _save(lay.crl, pki.Blob(_bundle((ca, inter), now - pki.CLOCK_SKEW)))
         crl_signed = True
-    if issued or crl_signed or not lay.manifest.exists():
-        _write_manifest(lay, key_type)
+    _write_manifest(lay, key_type)
     return PkiReport(lay.root, key_type, issued, crl_signed)
 
 
+def _make_folder(folder: Path) -> None:
+    if folder.exists() and not folder.is_dir():
+        raise PkiDamaged(f"{folder} is a file where the lab keeps its certificates folder: "
+                         "remove it (or set another certs folder), then run the command again")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise PkiDamaged(f"cannot create {folder} ({exc.strerror or exc}): "
+                         "check the permissions of its parent folder") from None
+
+
+def _check_no_obstacles(lay: Layout) -> None:
+    """Refuse, before writing anything, when a directory sits where a file belongs (or back)."""
+    for folder in (lay.server_dir, lay.health_dir, lay.clients_dir):
+        if folder.exists() and not folder.is_dir():
+            raise PkiDamaged(f"{folder} is a file where the lab keeps a folder: "
+                             "remove it, then run the command again")
+    for path in lay.required() + [lay.rogue_cert, lay.rogue_key, lay.manifest]:
+        if path.is_dir():
+            raise PkiDamaged(f"{path} is a directory where the lab keeps a file: "
+                             f"remove it (`rm -r {path}`), then run the command again")
+
+
+def _save(path: Path, blob: pki.Blob) -> None:
+    """Write one PKI file (keys 0600), or say on one line why it cannot be written."""
+    try:
+        blob.write_to_path(path)
+    except OSError as exc:
+        raise PkiDamaged(f"cannot write {path} ({exc.strerror or exc}): "
+                         f"check that {path.parent} is a folder you can write to") from None
+
+
+def _root_ca(lay: Layout, *, damaged_ok: bool = False) -> pki.CA | None:
+    """The lab root CA on disk; None when there is none (or it is damaged and ``damaged_ok``).
+
+    Raises:
+        PkiDamaged: when ca.pem or ca.key exists but cannot be used. Replacing the root
+            invalidates every certificate handed out under it, so only ``--force`` does.
+    """
+    try:
+        ca = _load_ca(lay.ca_cert, lay.ca_key)
+        if ca is not None and not _signed_by(ca.cert, None):
+            raise ValueError(f"{lay.ca_cert} is not self-signed, so it is not a root CA")
+    except ValueError as exc:
+        if damaged_ok:
+            return None
+        fix = "run `lab certs --force` to replace the whole PKI (every certificate is reissued)"
+        if isinstance(exc, _NotAFile):
+            fix = "remove it, then " + fix
+        elif isinstance(exc, _NoAccess):
+            fix = "give yourself read access to it (it may belong to another user), or " + fix
+        raise PkiDamaged(f"the lab root CA cannot be used: {exc}; {fix}") from None
+    return ca
+
+
 def _keep_revocations(crl_path: Path, authorities) -> None:
-    """Carry over what the current CRLs revoke (when signed by these same CAs)."""
+    """Carry over what the current CRLs revoke, and their CRL numbers (when signed by these same CAs)."""
     for crl in load_crls(crl_path):
         for authority in authorities:
-            if crl.issuer == authority.cert.subject and crl.is_signature_valid(authority.cert.public_key()):
+            if crl.issuer == authority.cert.subject and _crl_signed_by(crl, authority):
                 for entry in crl:
                     authority.revoke(entry.serial_number, entry.revocation_date_utc)
+                authority.crl_number = max(authority.crl_number, _crl_number(crl))
+
+
+def _crl_number(crl: x509.CertificateRevocationList) -> int:
+    try:
+        return crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+    except (x509.ExtensionNotFound, ValueError):
+        return 0
+
+
+def _crl_signed_by(crl: x509.CertificateRevocationList, authority: pki.CA) -> bool:
+    try:
+        return crl.is_signature_valid(authority.cert.public_key())
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        return False
 
 
 def _bundle(authorities, last_update: dt.datetime, next_update: dt.datetime | None = None) -> bytes:
@@ -311,38 +442,95 @@ def _bundle(authorities, last_update: dt.datetime, next_update: dt.datetime | No
                     for a in authorities)
 
 
+def revoke(root: Path, name: str) -> int:
+    """Revoke client ``name`` in the PKI in ``root`` and re-sign crl.pem; return its serial.
+
+    A running lab enforces it after `lab reload`.
+
+    Raises:
+        CertsMissing: when the PKI or the client is not there (PkiDamaged when a CA does not load).
+    """
+    lay = require_pki(root)
+    cert = load_cert(lay.client_cert(name))
+    now = pki.utcnow()
+    authorities = _authorities(lay)
+    for authority in authorities:
+        if _signed_by(cert, authority):
+            authority.revoke(cert.serial_number)
+            break
+    else:
+        raise CertsMissing(f"{name} was not issued by the lab's CAs: nothing to revoke")
+    pki.write_file(lay.crl, _bundle(authorities, now - pki.CLOCK_SKEW))
+    return cert.serial_number
+
+
 def crl_bundle(root: Path, *, last_update: dt.datetime, next_update: dt.datetime) -> bytes:
     """Sign a CRL bundle for the PKI in ``root`` with the given window, keeping its revocations.
 
-    A window in the past gives the stale CRL that makes nginx refuse every client.
+    A window in the past gives the stale CRL that makes nginx refuse every client. Its
+    CRL numbers still follow those in crl.pem.
 
     Raises:
-        CertsMissing: when the CAs are not there.
+        CertsMissing: when the CAs are not there (PkiDamaged when they do not load).
     """
-    lay = require_pki(root)
-    ca = _load_ca(lay.ca_cert, lay.ca_key)
-    inter = _load_ca(lay.intermediate_cert, lay.intermediate_key, parent=ca)
+    return _bundle(_authorities(require_pki(root)), last_update, next_update)
+
+
+def _authorities(lay: "Layout") -> tuple:
+    """The root and issuing CAs of a complete PKI, with the revocations crl.pem holds."""
+    ca = _root_ca(lay)
+    try:
+        inter = _load_ca(lay.intermediate_cert, lay.intermediate_key, parent=ca)
+    except ValueError as exc:
+        raise PkiDamaged(f"the intermediate CA cannot be used: {exc}; run `lab certs` to reissue it") from None
     if ca is None or inter is None:
-        raise CertsMissing(f"the CAs in {lay.root} do not load: run `lab certs --force`")
+        raise CertsMissing(f"the CAs in {lay.root} are missing: run `lab certs`")
     _keep_revocations(lay.crl, (ca, inter))
-    return _bundle((ca, inter), last_update, next_update)
+    return ca, inter
 
 
-def _signed_by(cert: x509.Certificate, authority: pki.CA) -> bool:
-    if cert.issuer != authority.cert.subject:
+def _signed_by(cert: x509.Certificate, authority: pki.CA | None) -> bool:
+    """Whether ``authority`` (None: the certificate itself) issued and signed ``cert``."""
+    issuer = cert if authority is None else authority.cert
+    if cert.issuer != issuer.subject:
         return False
     try:
-        cert.verify_directly_issued_by(authority.cert)
-    except (ValueError, TypeError, InvalidSignature):
+        cert.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
         return False
     return True
 
 
 def _load_ca(cert_path: Path, key_path: Path, parent: pki.CA | None = None) -> pki.CA | None:
-    if not (cert_path.exists() and key_path.exists()):
+    """The CA in ``cert_path`` and ``key_path``; None when neither exists.
+
+    Raises:
+        ValueError: naming the file and what is wrong when either exists but cannot be used.
+    """
+    if not (os.path.lexists(cert_path) or os.path.lexists(key_path)):
         return None
+    cert_pem, key_pem = _read(cert_path), _read(key_path)
+    # Piece by piece to name the file at fault; from_pem checks the same again.
     try:
-        return pki.CA.from_pem(cert_path.read_bytes(), key_path.read_bytes(), parent=parent)
+        cert = x509.load_pem_x509_certificate(cert_pem)
+    except ValueError:
+        raise ValueError(f"{cert_path} holds no PEM certificate") from None
+    try:
+        key = pki.load_private_key(key_pem)
+    except ValueError as exc:
+        raise ValueError(f"{key_path}: {exc}") from None
+    if not pki.keys_match(cert, key):
+        raise ValueError(f"{key_path} is not the key of {cert_path}")
+    try:
+        return pki.CA.from_pem(cert_pem, key_pem, parent=parent)
+    except ValueError as exc:  # what is left: not a CA certificate
+        raise ValueError(f"{cert_path}: {exc}") from None
+
+
+def _load_ca_or_none(cert_path: Path, key_path: Path, parent: pki.CA | None = None) -> pki.CA | None:
+    """The CA, or None when it is missing or damaged (an issuing CA is simply reissued)."""
+    try:
+        return _load_ca(cert_path, key_path, parent=parent)
     except ValueError:
         return None
 
@@ -366,7 +554,7 @@ def _crls_due(path: Path, authorities, now: dt.datetime) -> bool:
     crls = {crl.issuer: crl for crl in load_crls(path)}
     for authority in authorities:
         crl = crls.get(authority.cert.subject)
-        if crl is None or not crl.is_signature_valid(authority.cert.public_key()):
+        if crl is None or not _crl_signed_by(crl, authority):
             return True
         if crl.next_update_utc is None or crl.next_update_utc < now + RENEW_BEFORE:
             return True
@@ -384,6 +572,7 @@ def _describe(cert: x509.Certificate) -> dict:
 
 
 def _write_manifest(lay: Layout, key_type: str) -> None:
+    """Write manifest.json unless it already says exactly this (so a damaged one is repaired)."""
     doc = {
         "key_type": key_type,
         "ca": _describe(load_cert(lay.ca_cert)),
@@ -404,7 +593,13 @@ def _write_manifest(lay: Layout, key_type: str) -> None:
             for spec in CLIENTS
         },
     }
-    pki.write_file(lay.manifest, (json.dumps(doc, indent=2) + "\n").encode())
+    data = (json.dumps(doc, indent=2) + "\n").encode()
+    try:
+        if _read(lay.manifest) == data:
+            return
+    except ValueError:
+        pass
+    _save(lay.manifest, pki.Blob(data))
 
 
 def require_pki(root: Path) -> Layout:

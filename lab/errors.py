@@ -30,6 +30,10 @@ class CertsMissing(LabError):
     """The PKI has not been generated (or is incomplete)."""
 
 
+class PkiDamaged(CertsMissing):
+    """A PKI file exists but cannot be used (junk, wrong key, a directory, unreadable)."""
+
+
 class ImageError(LabError):
     """A lab image could not be found, pulled, bootstrapped or built."""
 

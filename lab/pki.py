@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -63,19 +64,93 @@ def generate_key(key_type: str = "ec"):
     raise ValueError(f"unknown key type {key_type!r}: choose one of {', '.join(KEY_TYPES)}")
 
 
+def load_private_key(pem: bytes):
+    """Load an unencrypted PEM private key of a type the lab signs with.
+
+    Args:
+        pem: the PEM text; other PEM blocks (certificates) around the key are skipped.
+
+    Returns:
+        An EC or RSA private key.
+
+    Raises:
+        ValueError: saying what is wrong: no key, an encrypted key, or another algorithm.
+    """
+    try:
+        key = serialization.load_pem_private_key(pem, password=None)
+    except TypeError:  # cryptography's way of saying "this one needs a password"
+        raise ValueError("key is encrypted (password-protected)") from None
+    except UnsupportedAlgorithm:
+        raise ValueError("key uses an algorithm this cryptography build cannot load") from None
+    except ValueError:
+        raise ValueError("key is not a PEM private key") from None
+    if not isinstance(key, (ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey)):
+        raise ValueError(f"key is {type(key).__name__}, not one of {', '.join(KEY_TYPES)}")
+    return key
+
+
+def keys_match(cert_or_public_key, private_key) -> bool:
+    """Whether ``private_key`` belongs to a certificate (or a public key).
+
+    Compares SubjectPublicKeyInfo DER, which every key type has (Ed25519 keys have no
+    ``public_numbers()``).
+
+    Args:
+        cert_or_public_key: an x509.Certificate or a public key.
+        private_key: the private key to check.
+
+    Returns:
+        True when they are one key pair; False otherwise, or when they cannot be compared.
+    """
+    def spki(public_key) -> bytes:
+        return public_key.public_bytes(serialization.Encoding.DER,
+                                       serialization.PublicFormat.SubjectPublicKeyInfo)
+    try:
+        public = (cert_or_public_key.public_key()
+                  if isinstance(cert_or_public_key, x509.Certificate) else cert_or_public_key)
+        return spki(public) == spki(private_key.public_key())
+    except (AttributeError, TypeError, ValueError, UnsupportedAlgorithm):
+        return False
+
+
 def write_file(path: Path, data: bytes, *, private: bool = False) -> None:
-    """Write ``data`` to ``path`` atomically: 0600 from the first byte when private, else 0644."""
+    """Write ``data`` to ``path`` atomically and durably.
+
+    The data is fsynced before the rename and the folder after it, so a crash leaves
+    the old file or the new one, never an empty or half-written key.
+
+    Args:
+        path: the target; its folder is created if absent.
+        data: the bytes to write.
+        private: 0600 from the first byte when True, else 0644.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mkstemp creates 0600
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
-        os.chmod(tmp, 0o600 if private else 0o644)
+            os.chmod(tmp, 0o600 if private else 0o644)
+            fh.flush()
+            os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some filesystems cannot sync a directory; the file itself is synced
+    finally:
+        os.close(fd)
 
 
 @dataclass(frozen=True)
@@ -184,6 +259,9 @@ class CA:
                  path_length: int | None = None, _cert=None, _key=None):
         self.parent = parent
         self.revoked: dict[int, dt.datetime] = {}
+        # The last CRLNumber signed; RFC 5280 wants it to grow with every CRL of this CA.
+        # certs.py raises it to what the CRLs on disk carry.
+        self.crl_number = 0
         if _cert is not None:
             self.cert, self.private_key = _cert, _key
             return
@@ -221,11 +299,28 @@ class CA:
 
     @classmethod
     def from_pem(cls, cert_pem: bytes, key_pem: bytes, parent: "CA | None" = None) -> "CA":
-        """Load an existing CA (to re-sign its CRL or issue more leaves)."""
-        cert = x509.load_pem_x509_certificate(cert_pem)
-        key = serialization.load_pem_private_key(key_pem, password=None)
-        if cert.public_key().public_numbers() != key.public_key().public_numbers():
+        """Load an existing CA (to re-sign its CRL or issue more leaves).
+
+        Raises:
+            ValueError: when either does not load, the key is encrypted or not EC/RSA,
+                the key does not match, or the certificate is not a CA's.
+        """
+        try:
+            cert = x509.load_pem_x509_certificate(cert_pem)
+        except ValueError:
+            raise ValueError("the CA certificate is not a PEM certificate") from None
+        try:
+            key = load_private_key(key_pem)
+        except ValueError as exc:
+            raise ValueError(f"the CA {exc}") from None
+        if not keys_match(cert, key):
             raise ValueError("the CA key does not match the CA certificate")
+        try:
+            is_ca = cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+        except (x509.ExtensionNotFound, ValueError):
+            is_ca = False
+        if not is_ca:
+            raise ValueError("the certificate is not a CA certificate (no basicConstraints CA:TRUE)")
         return cls(parent=parent, _cert=cert, _key=key)
 
     @property
@@ -286,6 +381,7 @@ class CA:
                 critical=True,
             )
             .add_extension(x509.ExtendedKeyUsage(USAGES[usage]), critical=False)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
             .add_extension(
                 x509.AuthorityKeyIdentifier.from_issuer_public_key(self.private_key.public_key()),
                 critical=False,
@@ -310,12 +406,16 @@ class CA:
             next_update: dt.datetime | None = None) -> x509.CertificateRevocationList:
         """Sign a CRL listing every revoked serial.
 
+        Each call takes the next CRLNumber, whatever the window, so a backdated (stale)
+        CRL still gets a higher number than every CRL this CA signed before.
+
         Args:
             days: how long the CRL is current (nextUpdate - lastUpdate).
             last_update, next_update: explicit window (tests use a past one for a stale CRL).
         """
         last = last_update or (utcnow() - CLOCK_SKEW)
         nxt = next_update or (last + dt.timedelta(days=days))
+        self.crl_number += 1
         builder = (
             x509.CertificateRevocationListBuilder()
             .issuer_name(self.cert.subject)
@@ -325,7 +425,7 @@ class CA:
                 x509.AuthorityKeyIdentifier.from_issuer_public_key(self.private_key.public_key()),
                 critical=False,
             )
-            .add_extension(x509.CRLNumber(int(last.timestamp())), critical=False)
+            .add_extension(x509.CRLNumber(self.crl_number), critical=False)
         )
         for serial, when in sorted(self.revoked.items()):
             builder = builder.add_revoked_certificate(
@@ -356,6 +456,7 @@ def self_signed(common_name: str, *, usage: str = "client", key_type: str = "ec"
         .not_valid_after(end)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.ExtendedKeyUsage(USAGES[usage]), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .sign(key, hashes.SHA256())
     )
     return LeafCert(cert, key)

@@ -1,9 +1,15 @@
 """`lab certs` is idempotent, tops up what is missing, renews what stopped teaching its lesson."""
 
 import datetime as dt
+import json
+import os
+import shutil
+import stat
 
 import pytest
 
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from lab import certs, pki
@@ -119,6 +125,121 @@ def test_write_file_never_exposes_a_key(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["k.key"]  # no temp file left behind
 
 
+def test_write_file_syncs_the_data_then_the_rename(tmp_path, monkeypatch):
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        events.append("fsync dir" if stat.S_ISDIR(os.fstat(fd).st_mode) else "fsync file")
+        real_fsync(fd)
+
+    def replace(src, dst):
+        events.append("replace")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(pki.os, "fsync", fsync)
+    monkeypatch.setattr(pki.os, "replace", replace)
+    pki.write_file(tmp_path / "k.key", b"secret", private=True)
+    assert events == ["fsync file", "replace", "fsync dir"]
+    assert (tmp_path / "k.key").read_bytes() == b"secret"
+
+
+def spki(key):
+    return key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+@pytest.mark.parametrize("damage", ["junk", "chain only", "key only", "wrong key", "another client"])
+def test_a_damaged_health_pem_is_reissued(tmp_path, damage):
+    certs.ensure_pki(tmp_path)
+    lay = certs.Layout(tmp_path)
+    crt, key = lay.health_cert.read_bytes(), lay.health_key.read_bytes()
+    alice_crt, alice_key = lay.client_cert("alice").read_bytes(), lay.client_key("alice").read_bytes()
+    lay.health_pem.write_bytes({"junk": b"junk", "chain only": crt, "key only": key,
+                                "wrong key": crt + alice_key,
+                                "another client": alice_crt + alice_key}[damage])
+    assert certs.ensure_pki(tmp_path).issued == ["health"]
+    data = lay.health_pem.read_bytes()
+    chain = x509.load_pem_x509_certificates(data)
+    assert chain == x509.load_pem_x509_certificates(lay.health_cert.read_bytes())
+    assert spki(serialization.load_pem_private_key(data, None).public_key()) == spki(chain[0].public_key())
+    assert not certs.ensure_pki(tmp_path).changed
+
+
+def test_a_leaf_in_place_of_the_intermediate_is_replaced(tmp_path):
+    certs.ensure_pki(tmp_path)
+    lay = certs.Layout(tmp_path)
+    # alice is signed by the root and her key matches: only "is it a CA?" tells her apart
+    shutil.copy(lay.client_cert("alice"), lay.intermediate_cert)
+    shutil.copy(lay.client_key("alice"), lay.intermediate_key)
+    report = certs.ensure_pki(tmp_path)
+    assert report.issued == ["intermediate CA", "carol"]
+    inter = certs.load_cert(lay.intermediate_cert)
+    assert inter.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+
+
+def test_a_rogue_ca_that_is_not_self_signed_is_replaced(tmp_path):
+    certs.ensure_pki(tmp_path)
+    lay = certs.Layout(tmp_path)
+    shutil.copy(lay.intermediate_cert, lay.rogue_cert)
+    shutil.copy(lay.intermediate_key, lay.rogue_key)
+    report = certs.ensure_pki(tmp_path)
+    assert report.issued == ["rogue CA", "rogue-ca"]
+    rogue = certs.load_cert(lay.rogue_cert)
+    rogue.verify_directly_issued_by(rogue)
+
+
+def test_carol_without_her_chain_is_reissued(tmp_path):
+    certs.ensure_pki(tmp_path)
+    lay = certs.Layout(tmp_path)
+    leaf_only = certs.load_cert(lay.client_cert("carol")).public_bytes(serialization.Encoding.PEM)
+    lay.client_cert("carol").write_bytes(leaf_only)
+    assert certs.ensure_pki(tmp_path).issued == ["carol"]
+    assert lay.client_cert("carol").read_bytes().count(b"BEGIN CERTIFICATE") == 2
+
+
+def test_a_damaged_manifest_is_rewritten(tmp_path):
+    certs.ensure_pki(tmp_path)
+    lay = certs.Layout(tmp_path)
+    good = lay.manifest.read_bytes()
+    lay.manifest.write_bytes(b"{not json")
+    assert not certs.ensure_pki(tmp_path).issued
+    assert lay.manifest.read_bytes() == good and json.loads(good)["key_type"] == "ec"
+
+
+def test_a_root_ca_near_expiry_is_still_renewed(tmp_path):
+    certs.ensure_pki(tmp_path)
+    lay = certs.Layout(tmp_path)
+    old = certs.load_cert(lay.ca_cert)
+    report = certs.ensure_pki(tmp_path, now=old.not_valid_after_utc - dt.timedelta(days=3))
+    assert "lab CA" in report.issued  # documented: no error, a new root and all under it
+    assert certs.load_cert(lay.ca_cert).serial_number != old.serial_number
+
+
+def crl_numbers(path):
+    return {crl.issuer.rfc4514_string(): crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+            for crl in certs.load_crls(path)}
+
+
+def test_crl_numbers_only_go_up(tmp_path):
+    root = tmp_path / "certs"
+    certs.ensure_pki(root)
+    lay = certs.Layout(root)
+    seen = [crl_numbers(lay.crl)]
+    for _ in range(2):
+        due = certs.load_crls(lay.crl)[0].next_update_utc - dt.timedelta(days=3)
+        assert certs.ensure_pki(root, now=due).crl_signed
+        seen.append(crl_numbers(lay.crl))
+    now = pki.utcnow()
+    stale = certs.crl_bundle(root, last_update=now - dt.timedelta(days=40),
+                             next_update=now - dt.timedelta(days=10))
+    (tmp_path / "stale.pem").write_bytes(stale)
+    seen.append(crl_numbers(tmp_path / "stale.pem"))
+    assert len(seen[0]) == 2
+    for issuer in seen[0]:
+        numbers = [s[issuer] for s in seen]
+        assert numbers == sorted(set(numbers)), (issuer, numbers)
+
+
 def test_stale_crl_bundle_keeps_revocations(tmp_path):
     certs.ensure_pki(tmp_path)
     lay = certs.Layout(tmp_path)
@@ -145,3 +266,23 @@ def test_status_warns_before_anything_that_must_stay_valid_expires(tmp_path):
     assert rows["client alice"]["state"] == "ok"
     much_later = pki.utcnow() + dt.timedelta(days=400)
     assert {r["name"]: r["state"] for r in status.certificates(tmp_path, now=much_later)}["client alice"] == "expired"
+
+
+def test_revoke_puts_a_client_on_its_issuers_crl_and_keeps_the_others(tmp_path):
+    root = tmp_path / "certs"
+    certs.ensure_pki(root)
+    lay = certs.Layout(root)
+
+    def revoked():
+        return {crl.issuer.rfc4514_string().split(",")[0]: {e.serial_number for e in crl}
+                for crl in certs.load_crls(lay.crl)}
+
+    before = revoked()
+    bob = certs.load_cert(lay.client_cert("bob")).serial_number
+    carol = certs.load_cert(lay.client_cert("carol")).serial_number
+    assert bob not in before["CN=mTLS Lab Root CA"]
+    assert certs.revoke(root, "bob") == bob
+    assert certs.revoke(root, "carol") == carol
+    after = revoked()
+    assert after["CN=mTLS Lab Root CA"] == before["CN=mTLS Lab Root CA"] | {bob}  # "revoked" stays
+    assert carol in after["CN=mTLS Lab Issuing CA"]

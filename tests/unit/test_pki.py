@@ -7,7 +7,9 @@ import subprocess
 
 import pytest
 from cryptography import x509
-from cryptography.x509.oid import ExtendedKeyUsageOID
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from lab import certs, pki
 
@@ -156,3 +158,78 @@ def test_bad_inputs_raise_value_error():
         pki.CA().issue_cert("x", usage="email")
     with pytest.raises(ValueError, match="must be later than"):
         pki.CA().issue_cert("x", not_before=NOW, not_after=NOW - dt.timedelta(days=1))
+
+
+def test_every_certificate_has_a_subject_key_identifier(layout):
+    ca = pki.CA()
+    issued = [ca.cert, ca.issue_cert("x").cert, ca.create_child_ca("i").issue_cert("y").cert,
+              pki.self_signed("z").cert]
+    issued += [load(layout.client_cert(n)) for n in certs.CLIENT_NAMES]
+    issued += [load(layout.server_cert), load(layout.health_cert)]
+    for cert in issued:
+        ski = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+        assert ski == x509.SubjectKeyIdentifier.from_public_key(cert.public_key()), cert.subject
+
+
+def crl_number(crl):
+    return crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+
+
+def test_crl_numbers_increase_within_a_second_and_for_a_backdated_crl():
+    ca = pki.CA()
+    numbers = [crl_number(ca.crl()) for _ in range(3)]
+    numbers.append(crl_number(ca.crl(last_update=NOW - dt.timedelta(days=40),
+                                     next_update=NOW - dt.timedelta(days=10))))
+    assert numbers == sorted(set(numbers))
+
+
+def test_self_signed_lesson_says_what_nginx_reports():
+    spec = {c.name: c for c in certs.CLIENTS}["self-signed"]
+    assert "unable to get certificate CRL" in spec.demonstrates
+
+
+def ed25519_cert(key):
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ed")])
+    return (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(1)
+            .not_valid_before(NOW).not_valid_after(NOW + dt.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, None))
+
+
+def test_keys_match_compares_the_subject_public_key_info():
+    ca, other = pki.CA(), pki.CA(key_type="rsa")
+    ed = ed25519.Ed25519PrivateKey.generate()
+    assert pki.keys_match(ca.cert, ca.private_key)
+    assert pki.keys_match(ca.cert.public_key(), ca.private_key)
+    assert pki.keys_match(other.cert, other.private_key)
+    assert not pki.keys_match(ca.cert, other.private_key)
+    assert not pki.keys_match(ca.cert, ed)
+    assert pki.keys_match(ed25519_cert(ed), ed)
+    assert not pki.keys_match(ed25519_cert(ed), ca.private_key)
+
+
+def _pem(key, encryption=None):
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             encryption or serialization.NoEncryption())
+
+
+def test_from_pem_refuses_what_it_cannot_sign_with():
+    ca = pki.CA()
+    ed = ed25519.Ed25519PrivateKey.generate()
+    cert_pem = ca.cert_pem.bytes()
+    bad_keys = [
+        (_pem(ed), "Ed25519"),
+        (_pem(ca.private_key, serialization.BestAvailableEncryption(b"pw")), "encrypted"),
+        (pki.CA().private_key_pem.bytes(), "does not match"),
+        (b"junk", "PEM private key"),
+    ]
+    for key_pem, reason in bad_keys:
+        with pytest.raises(ValueError, match=reason):
+            pki.CA.from_pem(cert_pem, key_pem)
+    with pytest.raises(ValueError, match="Ed25519"):
+        pki.CA.from_pem(ed25519_cert(ed).public_bytes(serialization.Encoding.PEM), _pem(ed))
+    leaf = ca.issue_cert("x")
+    with pytest.raises(ValueError, match="not a CA"):
+        pki.CA.from_pem(leaf.cert_pem.bytes(), leaf.private_key_pem.bytes())
+    assert pki.CA.from_pem(cert_pem, ca.private_key_pem.bytes()).cert == ca.cert
