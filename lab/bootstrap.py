@@ -1,10 +1,13 @@
 """Make debian:bookworm-slim from OS packages, for machines that cannot pull it.
 
-    debootstrap --variant=minbase bookworm ROOTFS MIRROR
+    debootstrap --variant=minbase --keyring=KEYRING bookworm ROOTFS MIRROR
     tar -C ROOTFS -c . | docker import - debian:bookworm-slim
 
 The mirror is the one this machine's apt already uses (an air-gapped site's own
 mirror), LAB_DEBIAN_MIRROR overrides it, deb.debian.org is the last resort.
+The mirror is plain HTTP, so debootstrap checks the archive's signatures against
+Debian's keyring (package debian-archive-keyring; LAB_DEBIAN_KEYRING overrides the
+path); without the keyring the lab refuses rather than build an unverified image.
 """
 
 from __future__ import annotations
@@ -23,6 +26,9 @@ SUITE = "bookworm"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 DEFAULT_SECURITY = "http://deb.debian.org/debian-security"
 APT_SOURCES = Path("/etc/apt")
+DEBIAN_KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
+DEBOOTSTRAP_TIMEOUT = 900  # seconds
+IMPORT_TIMEOUT = 300  # seconds
 
 
 def _entries(apt_dir: Path):
@@ -79,6 +85,36 @@ def _sources_list(mirror: str, security: str) -> str:
             f"deb {security} {SUITE}-security main\n")
 
 
+def find_keyring(env=None) -> Path:
+    """The keyring debootstrap verifies the Debian archive with (LAB_DEBIAN_KEYRING overrides).
+
+    Raises:
+        ImageError: when that file does not exist: the signature check is never skipped.
+    """
+    env = os.environ if env is None else env
+    keyring = Path(env.get("LAB_DEBIAN_KEYRING") or DEBIAN_KEYRING)
+    if not keyring.is_file():
+        raise ImageError(f"cannot verify the Debian archive: keyring {keyring} not found; "
+                         "`sudo apt-get install debian-archive-keyring` (or set LAB_DEBIAN_KEYRING "
+                         "to Debian's keyring file), then `lab images` again")
+    return keyring
+
+
+def debootstrap_argv(suite: str, rootfs, mirror: str, keyring) -> list[str]:
+    """The debootstrap command: a minimal ``suite`` into ``rootfs``, signatures checked with ``keyring``.
+
+    Raises:
+        ImageError: when the suite or mirror looks like an option (e.g. a LAB_DEBIAN_MIRROR
+            of "--no-check-gpg"), which would change what debootstrap does.
+    """
+    if not suite or suite.startswith("-"):
+        raise ImageError(f"debootstrap suite {suite!r} is not valid: use a Debian codename, e.g. {SUITE}")
+    if not mirror or mirror.startswith("-"):
+        raise ImageError(f"debootstrap mirror {mirror!r} is not valid: set LAB_DEBIAN_MIRROR to a URL, "
+                         f"e.g. {DEFAULT_MIRROR}")
+    return ["debootstrap", "--variant=minbase", f"--keyring={keyring}", suite, str(rootfs), mirror]
+
+
 def bootstrap_base_image(tag: str, task, *, workdir: str | None = None, env=None) -> None:
     """Build ``tag`` from Debian packages with debootstrap and import it into Docker.
 
@@ -88,16 +124,18 @@ def bootstrap_base_image(tag: str, task, *, workdir: str | None = None, env=None
         workdir: where to put the temporary root filesystem (default /var/tmp).
 
     Raises:
-        ImageError: when not root, debootstrap is missing, or a step fails (its output tail shown).
+        ImageError: when not root, debootstrap or Debian's keyring is missing, or a step fails
+            or times out (its output tail shown).
     """
     if shutil.which("debootstrap") is None:
         raise ImageError(f"cannot pull {tag} and debootstrap is not installed to build it: "
                          "`sudo apt-get install debootstrap`, then `lab images` again")
+    keyring = find_keyring(env)
     if os.geteuid() != 0:
         raise ImageError(f"cannot pull {tag}; bootstrapping it needs root (debootstrap creates "
                          "device nodes): run `sudo -E .venv/bin/lab images` once, then carry on as yourself")
     mirror, security = find_mirrors(env=env)
-    task.line(f"debootstrap {SUITE} from {mirror}")
+    task.line(f"debootstrap {SUITE} from {mirror}, verified with {keyring}")
     parent = workdir or os.environ.get("LAB_BOOTSTRAP_DIR") or "/var/tmp"
     rootfs = Path(tempfile.mkdtemp(prefix="lab-rootfs-", dir=parent))
     try:
@@ -108,10 +146,11 @@ def bootstrap_base_image(tag: str, task, *, workdir: str | None = None, env=None
                 task.advance()
 
         try:
-            stream(["debootstrap", "--variant=minbase", SUITE, str(rootfs), mirror], on_line,
-                   hint=f"mirror {mirror}; set LAB_DEBIAN_MIRROR to another")
+            stream(debootstrap_argv(SUITE, rootfs, mirror, keyring), on_line,
+                   hint=f"mirror {mirror}; set LAB_DEBIAN_MIRROR to another", timeout=DEBOOTSTRAP_TIMEOUT)
         except CommandFailed as exc:
-            raise ImageError(f"debootstrap failed: {exc.stdout.strip().splitlines()[-1:] or exc}"
+            last = (exc.stderr or exc.stdout).strip().splitlines()[-1:]
+            raise ImageError(f"debootstrap failed: {last[0] if last else exc}"
                              f" (mirror {mirror}; set LAB_DEBIAN_MIRROR to one you can reach)") from exc
         # Make it look like the official slim image: updates and security sources, no caches.
         (rootfs / "etc/apt/sources.list").write_text(_sources_list(mirror, security))
@@ -134,7 +173,11 @@ def _import(rootfs: Path, tag: str) -> None:
              "--change", 'CMD ["bash"]',
              "--change", "LABEL org.mtls-lab.bootstrapped=debootstrap",
              "-", tag],
-            stdin=tar.stdout, capture_output=True, text=True, check=False)
+            stdin=tar.stdout, capture_output=True, text=True, check=False, timeout=IMPORT_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        tar.kill()
+        raise ImageError(f"docker import of {rootfs} timed out after {IMPORT_TIMEOUT} s: "
+                         "check that the Docker engine answers (`docker info`), then `lab images` again") from None
     finally:
         if tar.stdout:
             tar.stdout.close()

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import collections
+import os
+import signal
 import subprocess
+import threading
 
 from .errors import CommandFailed
 
@@ -23,23 +26,56 @@ def run(argv, *, env=None, check: bool = True, input: str | None = None,
     return proc
 
 
-def stream(argv, on_line, *, env=None, keep: int = 40, hint: str = "") -> list[str]:
+def stream(argv, on_line, *, env=None, keep: int = 40, hint: str = "",
+           timeout: float | None = None) -> list[str]:
     """Run ``argv``, handing each output line (stdout and stderr merged) to ``on_line``.
+
+    Args:
+        timeout: seconds after which the command (and every process it started) is killed.
 
     Returns:
         The last ``keep`` lines.
 
     Raises:
-        CommandFailed: when it exits non-zero, with those last lines as its output.
+        CommandFailed: when it exits non-zero or times out, with those last lines as its output.
     """
     tail: collections.deque[str] = collections.deque(maxlen=keep)
+    timed_out = threading.Event()
+    # With a timeout the command gets its own session, so that killing it also kills what it
+    # started (debootstrap's wget, chroot...), which would otherwise hold the pipe open.
     with subprocess.Popen(list(argv), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True, errors="replace") as proc:
+                          text=True, errors="replace", start_new_session=timeout is not None) as proc:
         assert proc.stdout is not None
-        for line in proc.stdout:
-            tail.append(line.rstrip("\n"))
-            on_line(line)
-        rc = proc.wait()
+        timer = None
+        if timeout is not None:
+            def expire() -> None:
+                timed_out.set()
+                _kill_group(proc)
+            timer = threading.Timer(timeout, expire)
+            timer.daemon = True
+            timer.start()
+        try:
+            for line in proc.stdout:
+                tail.append(line.rstrip("\n"))
+                on_line(line)
+            rc = proc.wait()
+        except BaseException:
+            if timeout is not None:  # not in the terminal's process group: Ctrl-C would miss it
+                _kill_group(proc)
+            raise
+        finally:
+            if timer is not None:
+                timer.cancel()
     if rc != 0:
-        raise CommandFailed(argv, rc, "\n".join(tail), "", hint=hint)
+        stderr = f"timed out after {timeout:g} s" if timed_out.is_set() else ""
+        raise CommandFailed(argv, rc, "\n".join(tail), stderr, hint=hint)
     return list(tail)
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    except PermissionError:  # a member we may not signal: at least stop the command itself
+        proc.kill()
