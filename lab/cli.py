@@ -226,17 +226,17 @@ def logs(obj, services, follow, tail):
     sys.exit(stack.compose.call("logs", "--tail", str(tail), *(["--follow"] if follow else []), *services))
 
 
-@cli.command()
+@cli.command(context_settings={"ignore_unknown_options": True})
+@click.option("--lb", default="nlb", show_default=True, type=click.Choice(["nlb", "nlb-tls", "alb"]),
+              help="Which load balancer.")
 @click.argument("command", nargs=-1, required=True)
 @pass_ctx
-def api(obj, command):
-    """Send one command to HAProxy's runtime API, e.g. `lab api show table web`."""
-    from .probe import RuntimeAPI
+def api(obj, lb, command):
+    """Send one command to HAProxy's runtime API, e.g. `lab api show table web`.
 
-    docker_env.client()
-    docker_env.ensure_compose()
-    port = Stack(obj.settings).api_port()
-    click.echo(RuntimeAPI(port, host="127.0.0.1").command(" ".join(command)).rstrip("\n"))
+    The API is a UNIX socket in build/<project>/run/<lb>/, reachable from this host only.
+    """
+    click.echo(Stack(obj.settings).runtime_api(lb).command(" ".join(command)).rstrip("\n"))
 
 
 @cli.command()
@@ -432,7 +432,7 @@ def fault_measure(obj, kind, target, clients, rate, outage, as_json):
     from .fault import measure
 
     faults = _faults(obj)
-    pool = faults.stack.settings.client_extra_ips
+    pool = list(faults.stack.settings.client_pool.users)
     clients = min(clients, len(pool))
     with obj.ui.task(f"{kind} {target} under load from {clients} clients at {rate}/s each"):
         report = measure(faults, kind, target, sources=pool, clients=clients, rate=rate, fault_at=3.0,

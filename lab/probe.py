@@ -7,6 +7,7 @@ Traffic goes only to 127.0.0.1 (published ports) and to the lab's own containers
 from __future__ import annotations
 
 import json
+import os
 import re
 import socket
 import time
@@ -22,8 +23,20 @@ from .errors import CertsMissing, NotReached, StackError
 CLIENT_CERTS = "/certs"  # where compose mounts certs/ca.pem and certs/clients in the client
 
 
+DEFAULT_TIMEOUT = 10.0
+
+
+class _Session(requests.Session):
+    """A session whose requests time out unless told otherwise (requests' default is never)."""
+
+    def request(self, *args, **kwargs):
+        kwargs.setdefault("timeout", DEFAULT_TIMEOUT)
+        return super().request(*args, **kwargs)
+
+
 def session(certs_dir: Path, client: str | None = None) -> requests.Session:
-    """A requests session that trusts only the lab CA and presents ``client``'s certificate.
+    """A requests session that trusts only the lab CA and presents ``client``'s certificate;
+    every request times out after 10 s unless given its own ``timeout``.
 
     Args:
         certs_dir: the lab's certs folder.
@@ -34,7 +47,7 @@ def session(certs_dir: Path, client: str | None = None) -> requests.Session:
     for path in needed:
         if not path.exists():
             raise CertsMissing(f"{path} is missing: run `lab certs` (clients: {', '.join(CLIENT_NAMES)})")
-    s = requests.Session()
+    s = _Session()
     s.trust_env = False  # ignore REQUESTS_CA_BUNDLE and proxies: talk to the lab only
     s.verify = str(lay.ca_cert)
     if client:
@@ -137,18 +150,34 @@ def attempt(certs_dir: Path, port: int, *, cert: Path | None = None, key: Path |
 
 
 class RuntimeAPI:
-    """HAProxy's runtime API over TCP (the `stats socket ipv4@...` line)."""
+    """HAProxy's runtime API on the UNIX socket a load balancer keeps in the host's build
+    folder (build/<project>/run/<lb>/admin.sock): the operator's, and nobody else's."""
 
-    def __init__(self, port: int, host: str = "127.0.0.1", timeout: float = 5.0):
-        self.addr = (host, port)
+    def __init__(self, socket_path: Path, timeout: float = 5.0):
+        self.path = Path(socket_path)
         self.timeout = timeout
 
     def command(self, line: str) -> str:
-        with socket.create_connection(self.addr, timeout=self.timeout) as sock:
-            sock.sendall(line.encode() + b"\n")
-            chunks = []
-            while chunk := sock.recv(65536):
-                chunks.append(chunk)
+        """Send one command; return HAProxy's whole answer.
+
+        Raises:
+            StackError: when the socket is not there or nobody answers on it.
+        """
+        try:
+            with _unix_connect(self.path, self.timeout) as sock:
+                sock.sendall(line.encode() + b"\n")
+                chunks = []
+                while chunk := sock.recv(65536):
+                    chunks.append(chunk)
+        except FileNotFoundError:
+            raise StackError(f"no runtime API at {self.path}: is this load balancer running? "
+                             "(`lab status`, `lab up`)") from None
+        except ConnectionRefusedError:
+            raise StackError(f"the runtime API at {self.path} does not answer: the load balancer "
+                             "is stopped or restarting (`lab status`, `lab logs`)") from None
+        except PermissionError:
+            raise StackError(f"{self.path} belongs to the user who started the lab: run `lab` as "
+                             "that user (or with sudo)") from None
         return b"".join(chunks).decode()
 
     def stick_table(self, table: str = "web") -> dict:
@@ -189,6 +218,26 @@ class RuntimeAPI:
         wait_for(up, timeout, what=f"{label} of {backend} UP")
 
 
+def _unix_connect(path: Path, timeout: float) -> socket.socket:
+    """A connected AF_UNIX socket; paths beyond the kernel's 107-byte limit are reached
+    through /proc/self/fd (deep build folders are common)."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        if len(str(path).encode()) < 100:
+            sock.connect(str(path))
+            return sock
+        fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            sock.connect(f"/proc/self/fd/{fd}/{path.name}")
+        finally:
+            os.close(fd)
+        return sock
+    except BaseException:
+        sock.close()
+        raise
+
+
 def compose_container(dc: docker.DockerClient, project: str, service: str):
     """The running container of ``service`` in compose ``project``."""
     found = dc.containers.list(filters={"label": [f"com.docker.compose.project={project}",
@@ -207,6 +256,19 @@ class ClientContainer:
     def exec(self, argv: list[str]) -> tuple[int, str]:
         rc, out = self.container.exec_run(list(argv), demux=False)
         return rc, out.decode(errors="replace")
+
+    def exec_stream(self, argv: list[str]):
+        """Run ``argv``; yield its standard output as it comes (standard error is dropped:
+        a message there could land inside a line of output)."""
+        _, chunks = self.container.exec_run(list(argv), stream=True, demux=True)
+        for out, _err in chunks:
+            if out:
+                yield out.decode(errors="replace")
+
+    def exec_split(self, argv: list[str]) -> tuple[int, str, str]:
+        """Run ``argv``; return (exit code, stdout, stderr)."""
+        rc, (out, err) = self.container.exec_run(list(argv), demux=True)
+        return rc, (out or b"").decode(errors="replace"), (err or b"").decode(errors="replace")
 
     def curl_argv(self, client: str | None, source_ip: str | None, urls: list[str], extra=(),
                   write_out: str = "\n%{http_code}\n", max_time: float = 5) -> list[str]:

@@ -8,8 +8,8 @@
         assert lab_client(None).get(lab.url("/whoami")).status_code == 400
 
     def test_from_a_chosen_address(lab):
-        (reply,) = lab.from_ip(lab.settings.client_extra_ips[0]).get("alice")
-        assert reply.body["client_ip"] == lab.settings.client_extra_ips[0]
+        (reply,) = lab.from_ip(lab.settings.client_pool.users[0]).get("alice")
+        assert reply.body["client_ip"] == lab.settings.client_pool.users[0]
 
 The `lab` fixture starts one isolated stack per session (its own compose project, PKI
 and configs in a temporary folder, free subnets, ports Docker picks), and removes it with
@@ -73,7 +73,7 @@ class RunningLab:
 
     @property
     def runtime_api(self) -> probe.RuntimeAPI:
-        return probe.RuntimeAPI(self.stack.api_port())
+        return self.stack.runtime_api()
 
 
 class _FromIP:
@@ -111,20 +111,28 @@ def lab(request, tmp_path_factory, lab_docker) -> RunningLab:
     """The running lab: started once per session, removed with `down -v` (LAB_KEEP=1 keeps it)."""
     settings = lab_settings_for(request.config, tmp_path_factory.mktemp("lab"), lab_docker)
     stack = Stack(settings)
+    started = False
     try:
         stack.up(UI(verbose=bool(os.environ.get("LAB_VERBOSE"))), keep_on_failure=True)
+        started = True
         yield RunningLab(stack, lab_docker)
     finally:
-        if request.session.testsfailed:
+        if request.session.testsfailed or not started:
             try:
                 request.config.stash[_LOGS] = stack.compose.logs(tail=40)
             except Exception as exc:  # reporting must not hide the teardown
                 request.config.stash[_LOGS] = f"(could not read logs: {exc})"
         if os.environ.get("LAB_KEEP") == "1":
-            print(f"\nLAB_KEEP=1: {settings.project} left running; remove it with\n  "
+            print(f"\nLAB_KEEP=1: {stack.settings.project} left running; remove it with\n  "
                   + " ".join(stack.compose.argv("down", "-v")))
         else:
-            stack.down()
+            try:
+                stack.down()
+            except Exception as exc:
+                if started:
+                    raise
+                # the start-up error (already propagating) is the one to see, not this one
+                print(f"\nremoving the half-started {stack.settings.project} failed too: {exc}")
 
 
 @pytest.fixture(scope="session")

@@ -2,20 +2,27 @@
 
 Output goes to build/<project>/ (git-ignored), which compose mounts read-only:
 
-    haproxy/haproxy.cfg        from haproxy/haproxy.cfg.j2
-    nginx/<name>/nginx.conf    from nginx/backend.conf.j2 or nginx/sorry.conf.j2
+    haproxy/<lb>/haproxy.cfg   from haproxy/nlb.cfg.j2 or haproxy/alb.cfg.j2
+    nginx/<name>/nginx.conf    from nginx/backend.conf.j2, sorry.conf.j2 or waf.conf.j2
+    trust/ca.pem, crl.pem      the public trust material (a folder mount: reloads see it)
+    run/<lb>/                  the load balancers' control sockets (runtime API, stats page)
     compose.env                the variables compose/compose.yaml reads
+
+`render(..., staged=True)` writes the service configs as `<file>.new` and returns them
+uncommitted, so `lab reload` can have each server check its new config before any of
+them is switched (see lab/stack.py).
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import jinja2
 
-from .certs import SERVER_NAME, Layout
+from .certs import HEALTH_CN, SERVER_NAME, Layout
 from .pki import write_file
 from .designs import DESIGNS
 from . import resources
@@ -23,6 +30,9 @@ from .settings import BACKEND_PORTS, BACKENDS, DIRECT_PORT, Settings
 
 BANNER = "Rendered by `lab` from {template}: edit the template, not this file."
 COMPOSE_FILE = resources.path("compose", "compose.yaml")
+LOAD_BALANCERS = ("nlb", "nlb-tls", "alb")
+ADMIN_DIR = "/run/lab"  # where a load balancer's control sockets are, inside its container
+STAGED = ".new"
 
 
 def environment() -> jinja2.Environment:
@@ -35,14 +45,41 @@ def environment() -> jinja2.Environment:
     )
 
 
-@dataclass(frozen=True)
+@dataclass
 class Rendered:
-    """Where the rendered files are and the variables compose needs."""
+    """Where the rendered files are and the variables compose needs.
+
+    ``staged`` lists configs written as ``<file>.new`` that `commit` puts in place.
+    """
 
     build_dir: Path
     env_file: Path
     env: dict
     config_hash: str
+    generation: str
+    staged: list = field(default_factory=list)
+
+    def commit(self) -> None:
+        """Put every staged config in place (atomic renames), then the env file."""
+        for path in self.staged:
+            os.replace(_staged(path), path)
+        self.staged = []
+        _write_env_file(self.env_file, self.env)
+
+    def discard(self) -> None:
+        """Remove the staged configs: the files in place stay as they were."""
+        for path in self.staged:
+            _staged(path).unlink(missing_ok=True)
+        self.staged = []
+
+
+def _staged(path: Path) -> Path:
+    return path.with_name(path.name + STAGED)
+
+
+def _write_env_file(path: Path, variables: dict) -> None:
+    # Single quotes: compose (and a POSIX shell) take the value literally.
+    write_file(path, "".join(f"{k}='{v}'\n" for k, v in variables.items()).encode())
 
 
 # The ALB's three listeners: (design, mTLS mode, bind options, backend listener port).
@@ -52,15 +89,18 @@ ALB_LISTENERS = (
      " verify required ca-file /etc/lab/trust/ca.pem crl-file /etc/lab/trust/crl.pem",
      BACKEND_PORTS["alb_headers"]),
     ("alb-mtls-passthrough", "passthrough",
-     " verify optional ca-file /etc/lab/trust/ca.pem ca-ignore-err all crt-ignore-err all",
+     " verify optional ca-file /etc/lab/trust/ca.pem ca-ignore-err all crt-ignore-err all no-tls-tickets",
      BACKEND_PORTS["alb_chain"]),
 )
 WAF_PORT, INNER_PORT = 10080, 11080  # inside the ALB's network namespace, one pair per listener
 
 
-def _common(settings: Settings, template: str) -> dict:
+def _common(settings: Settings, template: str, generation: str) -> dict:
     return {
         "banner": BANNER.format(template=template),
+        "generation": generation,
+        "admin": {"dir": ADMIN_DIR, "uid": os.getuid(), "gid": os.getgid()},
+        "health_cn": HEALTH_CN,
         "server_name": SERVER_NAME,
         "backends": [{"name": name, "ip": settings.backend_ip(name)} for name in BACKENDS],
         "sorry_ip": settings.sorry_ip,
@@ -77,19 +117,21 @@ def alb_listeners() -> list[dict]:
             for i, (design, mode, bind_opts, target_port) in enumerate(ALB_LISTENERS)]
 
 
-def haproxy_cfg(settings: Settings, service: str = "nlb", env: jinja2.Environment | None = None) -> str:
+def haproxy_cfg(settings: Settings, service: str = "nlb", env: jinja2.Environment | None = None,
+                generation: str = "") -> str:
     """haproxy.cfg of a load balancer service: "nlb", "nlb-tls" or "alb"."""
     env = env or environment()
+    generation = generation or _generation(settings)
     if service == "alb":
         template = "haproxy/alb.cfg.j2"
-        return env.get_template(template).render(**_common(settings, template), listeners=alb_listeners(),
-                                                 check_port=BACKEND_PORTS["alb_headers"])
+        return env.get_template(template).render(**_common(settings, template, generation),
+                                                 listeners=alb_listeners(), check_port=BACKEND_PORTS["alb_headers"])
     if service not in ("nlb", "nlb-tls"):
         raise ValueError(f"unknown load balancer {service!r}: choose nlb, nlb-tls or alb")
     template = "haproxy/nlb.cfg.j2"
     tls = service == "nlb-tls"
     return env.get_template(template).render(
-        **_common(settings, template),
+        **_common(settings, template, generation),
         name=service.replace("-", "_"),
         tls_listener=tls,
         target_port=BACKEND_PORTS["nlb_tls"] if tls else 443,
@@ -97,7 +139,8 @@ def haproxy_cfg(settings: Settings, service: str = "nlb", env: jinja2.Environmen
     )
 
 
-def nginx_conf(settings: Settings, name: str, env: jinja2.Environment | None = None) -> str:
+def nginx_conf(settings: Settings, name: str, env: jinja2.Environment | None = None,
+               generation: str = "") -> str:
     """nginx.conf for a backend ("web1", "web2"), the sorry page ("sorry") or the ALB's WAF ("alb-waf")."""
     templates = {"sorry": "nginx/sorry.conf.j2", "alb-waf": "nginx/waf.conf.j2"}
     if name not in templates and name not in BACKENDS:
@@ -109,6 +152,7 @@ def nginx_conf(settings: Settings, name: str, env: jinja2.Environment | None = N
         banner=BANNER.format(template=template),
         name=name,
         server_name=SERVER_NAME,
+        health_cn=HEALTH_CN,
         trusted_proxies=[settings.nlb_vpc_ip],
         direct_port=DIRECT_PORT,
         ports=BACKEND_PORTS,
@@ -117,22 +161,37 @@ def nginx_conf(settings: Settings, name: str, env: jinja2.Environment | None = N
         verifier_ip=settings.verifier_ip,
         hops=[{"listener": l["design"], "waf_port": l["waf_port"], "inner_port": l["inner_port"]}
               for l in alb_listeners()],
-        # leaf + intermediate: a client may send a chain one CA below the trusted root
+        # leaf, intermediate, root: the longest chain the lab's clients send (carol's)
         verify_depth=2,
         waf=waf,
         waf_module=waf,
-        generation=generation(settings),
+        generation=generation or _generation(settings),
         workers=1 if name in ("sorry", "alb-waf") else "auto",
         error_log_level="notice",
     )
 
 
-def generation(settings: Settings) -> str:
-    """A fingerprint of everything a rendering depends on (settings and templates)."""
-    digest = hashlib.sha256(repr(settings).encode())
+def _mounted(settings: Settings) -> list[Path]:
+    """The certificate files the servers load (a change needs a reload to take effect)."""
+    lay = Layout(Path(settings.certs_dir))
+    return [lay.ca_cert, lay.crl, lay.server_cert, lay.server_key, lay.health_cert, lay.health_pem]
+
+
+def _generation(settings: Settings) -> str:
+    """A fingerprint of everything a rendering depends on: settings, templates, and the CA,
+    CRL and certificates the servers load. The running servers report theirs, so `lab
+    reload` knows when the new one serves."""
+    # what the user chose and what the lab inferred render alike: fingerprint the values only
+    values = replace(settings, designs_auto=False, internet_auto=False, vpc_auto=False)
+    digest = hashlib.sha256(repr(values).encode())
     for template in sorted(resources.path("nginx").glob("*.j2")) + sorted(resources.path("haproxy").glob("*.j2")):
         digest.update(template.read_bytes())
+    for path in _mounted(settings):
+        digest.update(path.read_bytes() if path.exists() else b"-")
     return digest.hexdigest()[:12]
+
+
+generation = _generation
 
 
 def modsecurity_conf(env: jinja2.Environment | None = None) -> str:
@@ -169,18 +228,21 @@ def compose_env(settings: Settings, images: dict, config_hash: str) -> dict:
         "LAB_VERIFIER_IP": settings.verifier_ip,
         "LAB_CLIENT_IP": settings.client_ip,
         "LAB_CLIENT_EXTRA_IPS": " ".join(settings.client_extra_ips),
+        "LAB_HEALTH_CN": HEALTH_CN,
         "LAB_CONFIG_HASH": config_hash,
     }
     env.update({f"LAB_IMAGE_{role.upper()}": tag for role, tag in images.items()})
     return env
 
 
-def render(settings: Settings, images: dict) -> Rendered:
+def render(settings: Settings, images: dict, staged: bool = False) -> Rendered:
     """Render all configs and the compose env file for ``settings``.
 
     Args:
         settings: the lab instance.
         images: role ("haproxy", "nginx", "client") -> image reference.
+        staged: write the service configs as ``<file>.new`` and leave the env file alone
+            until ``Rendered.commit()`` (the trust material is written in place either way).
 
     Returns:
         Rendered, whose config_hash changes whenever a rendered file or a mounted
@@ -188,27 +250,35 @@ def render(settings: Settings, images: dict) -> Rendered:
     """
     env = environment()
     build = settings.build_dir
-    files = {build / "haproxy" / lb / "haproxy.cfg": haproxy_cfg(settings, lb, env).encode()
-             for lb in ("nlb", "nlb-tls", "alb")}
+    gen = _generation(settings)
+    configs = {build / "haproxy" / lb / "haproxy.cfg": haproxy_cfg(settings, lb, env, gen).encode()
+               for lb in LOAD_BALANCERS}
     for name in BACKENDS + ("sorry", "alb-waf"):
-        files[build / "nginx" / name / "nginx.conf"] = nginx_conf(settings, name, env).encode()
-        files[build / "nginx" / name / "modsecurity.conf"] = modsecurity_conf(env).encode()
+        configs[build / "nginx" / name / "nginx.conf"] = nginx_conf(settings, name, env, gen).encode()
+        configs[build / "nginx" / name / "modsecurity.conf"] = modsecurity_conf(env).encode()
     # The public trust material travels with the configs (a folder mount, so a renewed
-    # CRL is seen after `nginx -s reload`); private keys stay in certs/.
+    # CRL is seen after a reload); private keys stay in certs/.
     lay = Layout(Path(settings.certs_dir))
-    for src, dst in ((lay.ca_cert, "ca.pem"), (lay.crl, "crl.pem")):
-        if src.exists():
-            files[build / "trust" / dst] = src.read_bytes()
+    trust = {build / "trust" / dst: src.read_bytes()
+             for src, dst in ((lay.ca_cert, "ca.pem"), (lay.crl, "crl.pem")) if src.exists()}
+    for lb in LOAD_BALANCERS:  # the control sockets' folder: the operator's only
+        run_dir = build / "run" / lb
+        run_dir.mkdir(parents=True, exist_ok=True)
+        run_dir.chmod(0o700)
     digest = hashlib.sha256()
-    for path, data in sorted(files.items()):
-        write_file(path, data)
+    for path, data in sorted({**configs, **trust}.items()):
         digest.update(str(path.relative_to(build)).encode() + b"\0" + data)
+    for path, data in trust.items():
+        write_file(path, data)
+    for path, data in configs.items():
+        write_file(_staged(path) if staged else path, data)
     for mounted in (lay.server_cert, lay.health_cert):
         if mounted.exists():
             digest.update(mounted.read_bytes())
     config_hash = digest.hexdigest()[:16]
     variables = compose_env(settings, images, config_hash)
-    env_file = build / "compose.env"
-    # Single quotes: compose (and a POSIX shell) take the value literally.
-    write_file(env_file, "".join(f"{k}='{v}'\n" for k, v in variables.items()).encode())
-    return Rendered(build, env_file, variables, config_hash)
+    rendered = Rendered(build, build / "compose.env", variables, config_hash, gen,
+                        staged=list(configs) if staged else [])
+    if not staged:
+        _write_env_file(rendered.env_file, variables)
+    return rendered

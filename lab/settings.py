@@ -23,8 +23,6 @@ DEFAULTS = {
     "LAB_PROJECT": "mtls-lab",
     "LAB_BIND": "127.0.0.1",
     "LAB_NLB_PORT": "8443",
-    "LAB_STATS_PORT": "8404",
-    "LAB_API_PORT": "9999",
     "LAB_WEB1_PORT": "8441",
     "LAB_WEB2_PORT": "8442",
     "LAB_ALB_PORT": "8450",
@@ -57,7 +55,7 @@ SERVICES = ("nlb", "web1", "web2", "sorry", "client", "alb", "alb-waf", "verifie
 # Backend listeners, one per way a load balancer hands over the client (container side).
 BACKEND_PORTS = {"alb_headers": 8444, "alb_chain": 8445, "nlb_tls": 8446, "render": 8447}
 
-BIND_CHOICES = ("127.0.0.1", "0.0.0.0")  # published ports; the runtime API and stats stay on loopback
+BIND_CHOICES = ("127.0.0.1", "0.0.0.0")  # the designs' listeners; diagnostics stay on loopback
 
 _PROJECT_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _HAPROXY_TIME_RE = re.compile(r"^[1-9][0-9]*(ms|s|m|h|d)$")
@@ -104,10 +102,72 @@ def _flag(var: str, raw: str) -> bool:
     raise SettingsError(f"{var}={raw!r}: use on or off")
 
 
+_TIME_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+HAPROXY_MAX_MS = 2**31 - 1  # HAProxy keeps timers in ms in a signed 32-bit int: above is "timer overflow"
+
+
+def _time_ms(raw: str) -> int | None:
+    """Milliseconds in a HAProxy time such as "30m", or None when it is not one."""
+    m = _HAPROXY_TIME_RE.fullmatch(raw)
+    return int(raw[:m.start(1)]) * _TIME_UNIT_MS[m.group(1)] if m else None
+
+
 def _time(var: str, raw: str) -> str:
-    if not _HAPROXY_TIME_RE.match(raw):
+    ms = _time_ms(raw)
+    if ms is None:
         raise SettingsError(f"{var}={raw!r} is not a HAProxy time: use a number and a unit, e.g. 30m, 90s, 2h")
+    if ms > HAPROXY_MAX_MS:
+        raise SettingsError(f"{var}={raw} is too long: HAProxy's maximum is 24d "
+                            f"({HAPROXY_MAX_MS} ms), use e.g. 30m, 12h or 24d")
     return raw
+
+
+_PATH_BAD_CHARS = (":", "'", '"', "$", "\n")
+
+
+def _path(var: str, value) -> None:
+    """Refuse a folder compose's `src:dst:ro` volumes or the quoted env file cannot carry."""
+    path = Path(value)
+    candidates = [str(path.absolute())]
+    try:
+        candidates.append(str(path.resolve()))
+    except (OSError, RuntimeError):  # a symlink loop: the absolute path is all there is
+        pass
+    for text in candidates:
+        for ch in _PATH_BAD_CHARS:
+            if ch in text:
+                example = ("LAB_CERTS_DIR=~/mtls-lab/certs" if var == "LAB_CERTS_DIR" else
+                           "LAB_HOME=~/mtls-lab or --workdir ~/mtls-lab (the default is the checkout, else ./.lab)")
+                raise SettingsError(f"{var}={text!r} contains {ch!r}, which compose volumes and the lab's "
+                                    f"env file cannot carry: choose a folder without it, e.g. {example}")
+
+
+# The client container's extra addresses have roles (ClientPool): at least six users, a
+# probe address for `lab compare` and one for the demos.
+CLIENT_IPS_MIN = 8
+
+
+@dataclass(frozen=True)
+class ClientPool:
+    """The client container's source addresses, named by what they are used for."""
+
+    nat: str      # its primary address: "many users behind one NAT" in demos and tests
+    extra: tuple  # LAB_CLIENT_IPS more, one user each
+
+    @property
+    def probe(self) -> str:
+        """`lab compare`'s client."""
+        return self.extra[-1]
+
+    @property
+    def demo(self) -> str:
+        """The demos' client."""
+        return self.extra[-2]
+
+    @property
+    def users(self) -> tuple:
+        """Distinct users, each behind an address of their own (spread, fault load)."""
+        return self.extra[:-2]
 
 
 @dataclass(frozen=True)
@@ -117,8 +177,6 @@ class Settings:
     project: str = DEFAULTS["LAB_PROJECT"]
     bind: str = DEFAULTS["LAB_BIND"]
     nlb_port: int = 8443
-    stats_port: int = 8404
-    api_port: int = 9999
     web1_port: int = 8441
     web2_port: int = 8442
     alb_port: int = 8450
@@ -160,6 +218,8 @@ class Settings:
             raise SettingsError(f"LAB_KEY_TYPE={self.key_type!r}: use one of {', '.join(KEY_TYPES)}")
         if self.certs_dir is None:
             object.__setattr__(self, "certs_dir", Path(self.home) / "certs")
+        _path("LAB_HOME", self.home)  # also --workdir, and the checkout when it is the default
+        _path("LAB_CERTS_DIR", self.certs_dir)
 
     @classmethod
     def from_env(cls, env=None, **overrides) -> "Settings":
@@ -178,8 +238,6 @@ class Settings:
             project=get("LAB_PROJECT"),
             bind=get("LAB_BIND"),
             nlb_port=_port("LAB_NLB_PORT", get("LAB_NLB_PORT")),
-            stats_port=_port("LAB_STATS_PORT", get("LAB_STATS_PORT")),
-            api_port=_port("LAB_API_PORT", get("LAB_API_PORT")),
             web1_port=_port("LAB_WEB1_PORT", get("LAB_WEB1_PORT")),
             web2_port=_port("LAB_WEB2_PORT", get("LAB_WEB2_PORT")),
             alb_port=_port("LAB_ALB_PORT", get("LAB_ALB_PORT")),
@@ -192,7 +250,7 @@ class Settings:
             internet_subnet=_subnet("LAB_INTERNET_SUBNET", get("LAB_INTERNET_SUBNET")),
             vpc_subnet=_subnet("LAB_VPC_SUBNET", get("LAB_VPC_SUBNET")),
             stick_expire=_time("LAB_STICK_EXPIRE", get("LAB_STICK_EXPIRE")),
-            client_ips=_int("LAB_CLIENT_IPS", get("LAB_CLIENT_IPS"), 1, 64),
+            client_ips=_int("LAB_CLIENT_IPS", get("LAB_CLIENT_IPS"), CLIENT_IPS_MIN, 64),
             check_inter=_time("LAB_CHECK_INTER", get("LAB_CHECK_INTER")),
             check_fall=_int("LAB_CHECK_FALL", get("LAB_CHECK_FALL"), 1, 10),
             check_rise=_int("LAB_CHECK_RISE", get("LAB_CHECK_RISE"), 1, 10),
@@ -212,8 +270,7 @@ class Settings:
     @property
     def all_host_ports(self) -> dict:
         """Variable -> host port, for every service the lab can publish (0: Docker picks)."""
-        return {"LAB_NLB_PORT": self.nlb_port, "LAB_STATS_PORT": self.stats_port,
-                "LAB_API_PORT": self.api_port, "LAB_WEB1_PORT": self.web1_port,
+        return {"LAB_NLB_PORT": self.nlb_port, "LAB_WEB1_PORT": self.web1_port,
                 "LAB_WEB2_PORT": self.web2_port, "LAB_ALB_PORT": self.alb_port,
                 "LAB_ALB_VERIFY_PORT": self.alb_verify_port,
                 "LAB_ALB_PASSTHROUGH_PORT": self.alb_passthrough_port,
@@ -262,6 +319,11 @@ class Settings:
     @property
     def client_ip(self) -> str:
         return self._host(self.internet_subnet, CLIENT_HOST)
+
+    @property
+    def client_pool(self) -> "ClientPool":
+        """The client container's source addresses, by role."""
+        return ClientPool(self.client_ip, tuple(self.client_extra_ips))
 
     @property
     def client_extra_ips(self) -> list[str]:

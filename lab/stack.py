@@ -15,7 +15,7 @@ from pathlib import Path
 
 from . import certs, designs, docker_env, images, probe, render
 from .designs import DESIGN_SERVICES, DESIGNS
-from .errors import CommandFailed, StackError
+from .errors import CommandFailed, NotReached, StackError
 from .proc import run, stream
 from .settings import DIRECT_PORT, SERVICES, Settings
 
@@ -35,14 +35,47 @@ def read_env_file(path: Path) -> dict:
     return values
 
 
-def _live_generation(container) -> str:
+SUBNET_ATTEMPTS = 3
+NGINX_CONF = "/etc/nginx/lab/nginx.conf"
+
+
+def _pool_overlap(exc: CommandFailed) -> bool:
+    return "Pool overlaps" in exc.stdout or "overlaps with other one" in exc.stdout
+HAPROXY_CFG = "/etc/haproxy/lab/haproxy.cfg"
+
+
+def _nginx_generation(container) -> str:
     """The X-Lab-Config header an nginx container answers its own health check with."""
-    argv = ["curl", "-sk", "-o", "/dev/null", "-D", "-", "--haproxy-protocol", "https://127.0.0.1:443/healthz"]
+    argv = ["curl", "-sk", "--max-time", "2", "-o", "/dev/null", "-D", "-", "--haproxy-protocol",
+            "https://127.0.0.1:443/healthz"]
     _, out = container.exec_run(argv)
     for line in out.decode(errors="replace").splitlines():
         if line.lower().startswith("x-lab-config:"):
             return line.split(":", 1)[1].strip()
     return ""
+
+
+def _haproxy_generation(api) -> str:
+    """LAB_GENERATION as the serving HAProxy worker has it (`show env`)."""
+    answer = api.command("show env LAB_GENERATION").strip()
+    return answer.split("=", 1)[1] if answer.startswith("LAB_GENERATION=") else ""
+
+
+def _check_config(service: str, container) -> None:
+    """Have the running server check its staged config (``<file>.new``) before the switch.
+
+    Raises:
+        StackError: with the server's own words.
+    """
+    if service in NGINX_SERVICES:
+        argv = ["nginx", "-t", "-q", "-c", NGINX_CONF + render.STAGED]
+    else:
+        argv = ["haproxy", "-c", "-f", HAPROXY_CFG + render.STAGED]
+    rc, out = container.exec_run(argv)
+    if rc != 0:
+        words = " | ".join(line.strip() for line in out.decode(errors="replace").splitlines() if line.strip())
+        raise StackError(f"{service} refused the new configuration, so nothing was reloaded and the "
+                         f"running lab is unchanged: {words[-600:]}")
 
 
 def _clean_env() -> dict:
@@ -63,15 +96,24 @@ class Compose:
         return ["docker", "compose", "-f", str(self.compose_file), "-p", self.project,
                 "--env-file", str(self.env_file), *args]
 
-    def run(self, *args: str, check: bool = True, timeout: float | None = None):
-        return run(self.argv(*args), env=_clean_env(), check=check, timeout=timeout)
+    def run(self, *args: str, check: bool = True, timeout: float = 300):
+        """One compose command; a hung engine ends in a timeout, not a hung `lab`.
+
+        Raises:
+            StackError: when it does not finish within ``timeout`` seconds.
+        """
+        try:
+            return run(self.argv(*args), env=_clean_env(), check=check, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise StackError(f"`docker compose {' '.join(args[:2])}` did not finish within {timeout:.0f} s: "
+                             "check `docker info` and `lab status`") from None
 
     def call(self, *args: str) -> int:
         """Run in the foreground, output straight to the terminal (e.g. `logs --follow`)."""
         return subprocess.call(self.argv(*args), env=_clean_env())
 
-    def stream(self, *args: str, on_line, hint: str = ""):
-        return stream(self.argv(*args), on_line, env=_clean_env(), hint=hint)
+    def stream(self, *args: str, on_line, hint: str = "", timeout: float | None = None):
+        return stream(self.argv(*args), on_line, env=_clean_env(), hint=hint, timeout=timeout)
 
     def ps(self, all_: bool = True) -> list[dict]:
         """One dict per container (compose's JSON: Service, State, Health, Publishers...)."""
@@ -153,9 +195,23 @@ class Stack:
                                                  "LAB_VPC_SUBNET": s.vpc_subnet})
         docker_env.check_ports(dc, s.bind, s.host_ports, self.published_ports())
         try:
-            with ui.task(f"Starting {s.project} (waiting for every service to be healthy)") as task:
-                self.compose.stream("up", "--detach", "--wait", "--wait-timeout", str(s.wait_timeout),
-                                    "--no-build", "--remove-orphans", on_line=task.line)
+            for attempt in range(SUBNET_ATTEMPTS):
+                try:
+                    with ui.task(f"Starting {s.project} (waiting for every service to be healthy)") as task:
+                        self.compose.stream("up", "--detach", "--wait", "--wait-timeout", str(s.wait_timeout),
+                                            "--no-build", "--remove-orphans", on_line=task.line,
+                                            timeout=s.wait_timeout + 120)
+                    break
+                except CommandFailed as exc:
+                    # Another lab on this engine took the same free subnet between our check and
+                    # our `up` (two CI jobs, pytest -n 2): pick again, if the subnets are ours to pick.
+                    if not _pool_overlap(exc) or attempt == SUBNET_ATTEMPTS - 1 or \
+                            not (s.internet_auto and s.vpc_auto):
+                        raise
+                    self.down()
+                    self.settings = s = docker_env.repick_subnets(dc, s)
+                    ui.warn(f"a subnet was taken meanwhile; retrying on {s.internet_subnet} and {s.vpc_subnet}")
+                    self.prepare(ui, dc=dc)
         except CommandFailed as exc:
             report = self._failure_report(exc, removed=not keep_on_failure)
             if not keep_on_failure:
@@ -171,10 +227,20 @@ class Stack:
         ``services``, or every running one that holds certificates, a CA or a CRL (the
         backends, the sorry page, and each design's load balancer).
 
+        Every running server first checks its new config (`nginx -t`, `haproxy -c`); if one
+        refuses it, nothing is switched and the old configs stay in place. After the
+        signal, each server must report the new generation (a fingerprint of the settings,
+        templates, CA, CRL and certificates) before this returns: a CRL written before the
+        reload is enforced when it returns.
+
         HAProxy reloads seamlessly (master-worker, SIGUSR2; the stick table is handed
         over through its local peer, established connections stay with the old worker).
         nginx re-reads certificates and the CRL (`nginx -s reload`); its old workers
         finish requests in flight but close idle keep-alive connections.
+
+        Raises:
+            StackError: naming the server that refused its config (with its words), or
+                that did not switch to the new one.
         """
         dc = dc or docker_env.client()
         if services is None:
@@ -182,22 +248,34 @@ class Stack:
             services = tuple(s for s in RELOADABLE if s in running)
             if not services:
                 raise StackError(f"{self.settings.project} is not running: start it with `lab up`")
-        render.render(self.settings, images.image_refs(dc))
-        wanted = render.generation(self.settings)
-        reloaded = []
-        for service in (s for s in NGINX_SERVICES if s in services):
-            container = probe.compose_container(dc, self.settings.project, service)
-            rc, out = container.exec_run(["nginx", "-s", "reload", "-c", "/etc/nginx/lab/nginx.conf"])
-            if rc != 0:
-                raise StackError(f"{service}: nginx -s reload failed: {out.decode(errors='replace').strip()}")
-            reloaded.append(container)
-        for container in reloaded:  # `nginx -s reload` only signals: wait for the new workers
-            probe.wait_for(lambda c=container: _live_generation(c) == wanted, 15,
-                           what=f"{container.name} serving the new configuration")
-        for service in (s for s in HAPROXY_SERVICES if s in services):
-            probe.compose_container(dc, self.settings.project, service).kill(signal="SIGUSR2")
+        containers = {s: probe.compose_container(dc, self.settings.project, s) for s in services}
+        rendered = render.render(self.settings, images.image_refs(dc), staged=True)
+        try:
+            for service, container in containers.items():
+                _check_config(service, container)
+        except StackError:
+            rendered.discard()
+            raise
+        rendered.commit()
+        for service, container in containers.items():
+            if service in NGINX_SERVICES:
+                rc, out = container.exec_run(["nginx", "-s", "reload", "-c", NGINX_CONF])
+                if rc != 0:
+                    raise StackError(f"{service}: nginx -s reload failed: {out.decode(errors='replace').strip()}")
+            else:
+                container.kill(signal="SIGUSR2")
+        for service, container in containers.items():  # the signals only ask: wait for the answer
+            live = (lambda c=container: _nginx_generation(c)) if service in NGINX_SERVICES else \
+                (lambda lb=service: _haproxy_generation(self.runtime_api(lb, timeout=2)))
+            try:
+                probe.wait_for(lambda f=live: f() == rendered.generation, 15,
+                               what=f"{service} serving generation {rendered.generation}")
+            except NotReached:
+                raise StackError(f"{service} did not switch to the new configuration (it still serves "
+                                 f"{live() or 'an unknown one'}): see `lab logs {service}`") from None
         if ui:
-            ui.ok(f"{self.settings.project}: configs re-rendered; reloaded {', '.join(services)}")
+            ui.ok(f"{self.settings.project}: configs re-rendered; {', '.join(services)} serve "
+                  f"generation {rendered.generation}")
 
     def down(self, ui=None) -> None:
         """Stop and remove the project's containers, networks and volumes."""
@@ -238,8 +316,13 @@ class Stack:
     def nlb_port(self) -> int:
         return self.compose.port("nlb", 443)
 
-    def api_port(self) -> int:
-        return self.compose.port("nlb", 9999)
+    def control_socket(self, lb: str = "nlb", which: str = "admin") -> Path:
+        """A load balancer's control socket on this host: "admin" (runtime API) or "stats"."""
+        return self.settings.build_dir / "run" / lb / f"{which}.sock"
+
+    def runtime_api(self, lb: str = "nlb", timeout: float = 5.0) -> probe.RuntimeAPI:
+        """HAProxy's runtime API of load balancer ``lb`` ("nlb", "nlb-tls", "alb")."""
+        return probe.RuntimeAPI(self.control_socket(lb), timeout=timeout)
 
     def design_port(self, design: str) -> int:
         """Host port of a design's listener."""

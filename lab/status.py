@@ -7,8 +7,7 @@ import datetime as dt
 
 from . import certs, pki
 from .designs import DESIGNS
-from .errors import CommandFailed
-from .probe import RuntimeAPI
+from .errors import StackError
 from .stack import Stack
 
 WARN_WITHIN = dt.timedelta(days=7)
@@ -45,16 +44,12 @@ def certificates(certs_dir, now: dt.datetime | None = None) -> list[dict]:
 def stick_tables(stack: Stack, running: set) -> dict:
     """load balancer -> {client IP -> server}, for the source-IP-sticky load balancers."""
     tables = {}
-    if "nlb" in running:
-        try:
-            tables["nlb"] = RuntimeAPI(stack.api_port()).stick_table()
-        except (OSError, CommandFailed):
-            tables["nlb"] = {}
-    if "nlb-tls" in running:  # not published: reach it on its vpc address from the host
-        try:
-            tables["nlb-tls"] = RuntimeAPI(9999, host=stack.settings.lb_ips("nlb-tls")[1], timeout=2).stick_table()
-        except OSError:
-            tables["nlb-tls"] = {}
+    for lb in ("nlb", "nlb-tls"):
+        if lb in running:
+            try:
+                tables[lb] = stack.runtime_api(lb, timeout=2).stick_table()
+            except (OSError, StackError):
+                tables[lb] = {}
     return tables
 
 

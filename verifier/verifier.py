@@ -27,6 +27,10 @@ import urllib.parse
 
 TRUST = os.environ.get("LAB_TRUST_DIR", "/etc/lab/trust")
 PORT = int(os.environ.get("LAB_VERIFIER_PORT", "9000"))
+# The load balancers' health-check identity: valid, but not a user (it opens /healthz only).
+HEALTH_CN = os.environ.get("LAB_HEALTH_CN", "lab-health")
+# openssl runs on client-supplied data: bound its time (and nginx bounds the header's size).
+OPENSSL_TIMEOUT = 5
 PEM_BLOCK = re.compile(r"-----BEGIN CERTIFICATE-----(.+?)-----END CERTIFICATE-----", re.S)
 OPENSSL_ERROR = re.compile(r"error \d+ at \d+ depth lookup: (.+)")
 
@@ -80,13 +84,20 @@ def verify(header: str) -> dict:
             with open(chain, "w") as fh:
                 fh.write("".join(to_pem(d) for d in ders[1:]))
             argv += ["-untrusted", chain]
-        proc = subprocess.run(argv + [leaf], capture_output=True, text=True, check=False)
-        if proc.returncode != 0:
-            reason = OPENSSL_ERROR.search(proc.stdout + proc.stderr)
-            return {"verify": f"FAILED:{reason.group(1).strip() if reason else 'verification failed'}"}
-        info = subprocess.run(["openssl", "x509", "-in", leaf, "-noout", "-subject", "-issuer", "-serial",
-                               "-nameopt", "RFC2253"], capture_output=True, text=True, check=True).stdout
+        try:
+            proc = subprocess.run(argv + [leaf], capture_output=True, text=True, check=False,
+                                  timeout=OPENSSL_TIMEOUT)
+            if proc.returncode != 0:
+                reason = OPENSSL_ERROR.search(proc.stdout + proc.stderr)
+                return {"verify": f"FAILED:{reason.group(1).strip() if reason else 'verification failed'}"}
+            info = subprocess.run(["openssl", "x509", "-in", leaf, "-noout", "-subject", "-issuer", "-serial",
+                                   "-nameopt", "RFC2253"], capture_output=True, text=True, check=True,
+                                  timeout=OPENSSL_TIMEOUT).stdout
+        except subprocess.TimeoutExpired:
+            return {"verify": "FAILED:verification timed out"}
     fields = dict(line.split("=", 1) for line in info.splitlines() if "=" in line)
+    if fields.get("subject", "").startswith(f"CN={HEALTH_CN},"):
+        return {"verify": "FAILED:the health-check certificate is for health checks only"}
     return {"verify": "SUCCESS", "subject": fields.get("subject", ""), "issuer": fields.get("issuer", ""),
             "serial": fields.get("serial", "")}
 

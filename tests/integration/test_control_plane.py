@@ -1,0 +1,89 @@
+"""The load balancers' control plane is the operator's only (the lab's threat model: the
+internet network is hostile, the vpc is private, the host's loopback is the operator).
+
+A runtime API reachable from a network could put backends in maintenance, clear stick
+tables or, on the verifying load balancers, swap the CA file and CRL (`set ssl ca-file`,
+`set ssl crl-file`): a client-certificate bypass. So HAProxy's runtime API and stats page
+are UNIX sockets in the host's build folder, and nothing else but the designs' listeners
+listens on the networks.
+"""
+
+import stat
+
+import pytest
+
+from lab import probe
+
+LOAD_BALANCERS = ("nlb", "alb", "nlb-tls")
+# What the runtime API, the stats page and the local peer listened on before.
+CONTROL_PORTS = (9999, 8404, 10000)
+
+
+def _connects(container, address: str, port: int) -> bool:
+    argv = ["timeout", "3", "bash", "-c", f"exec 3<>/dev/tcp/{address}/{port}"]
+    rc, _ = container.exec_run(argv)
+    return rc == 0
+
+
+@pytest.fixture(scope="module")
+def outsiders(lab, docker_client):
+    """A client on the internet network and a backend on the vpc."""
+    project = lab.settings.project
+    return {"client": probe.compose_container(docker_client, project, "client"),
+            "web1": probe.compose_container(docker_client, project, "web1")}
+
+
+@pytest.mark.parametrize("lb", LOAD_BALANCERS)
+@pytest.mark.parametrize("where", ["client", "web1"])
+def test_no_control_port_answers_from_the_networks(lab, outsiders, lb, where):
+    container = outsiders[where]
+    public, private = lab.settings.lb_ips(lb)
+    address = public if where == "client" else private  # each side reaches its own
+    listener = 443 if lb != "alb" else 8451
+    # positive control: the same container does reach the load balancer's listener
+    assert _connects(container, address, listener), f"{where} cannot reach {lb} at all: nothing tested"
+    open_ports = [port for port in CONTROL_PORTS if _connects(container, address, port)]
+    assert open_ports == [], f"{lb} answers {where} on {open_ports}"
+
+
+@pytest.mark.parametrize("lb", LOAD_BALANCERS)
+def test_only_the_listeners_listen_beyond_loopback(lab, docker_client, lb):
+    """Every TCP socket a load balancer listens on, read from its kernel: beyond 127.0.0.1,
+    only the designs' listener ports."""
+    container = probe.compose_container(docker_client, lab.settings.project, lb)
+    _, out = container.exec_run(["cat", "/proc/net/tcp"])
+    listening = set()
+    for line in out.decode().splitlines()[1:]:
+        fields = line.split()
+        if fields[3] == "0A":  # TCP_LISTEN
+            address, port = fields[1].split(":")
+            listening.add((".".join(str(int(address[i:i + 2], 16)) for i in (6, 4, 2, 0)), int(port, 16)))
+    public = {port for address, port in listening if not address.startswith("127.")}
+    expected = {"nlb": {443}, "nlb-tls": {443}, "alb": {8450, 8451, 8452}}[lb]
+    assert public == expected, sorted(listening)
+    assert ("127.0.0.1", 8404) in listening  # the container's own health check, loopback only
+
+
+@pytest.mark.parametrize("lb", LOAD_BALANCERS)
+def test_the_operator_has_the_runtime_api_on_the_host(lab, lb):
+    api = lab.stack.runtime_api(lb)
+    mode = api.path.stat().st_mode
+    assert stat.S_ISSOCK(mode) and stat.S_IMODE(mode) == 0o600
+    assert stat.S_IMODE(api.path.parent.stat().st_mode) == 0o700
+    assert api.command("show cli level").strip() == "admin"
+    backend = "targets_alb_mtls_verify" if lb == "alb" else "web"
+    assert set(api.server_states(backend)) == {"web1", "web2", "sorry"}
+
+
+def test_the_stats_page_is_served_on_the_operators_socket(lab):
+    import socket
+
+    path = lab.stack.control_socket("nlb", "stats")
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(5)
+        sock.connect(str(path))
+        sock.sendall(b"GET /stats;csv HTTP/1.0\r\n\r\n")
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    assert data.startswith(b"HTTP/1.1 200") and b"web1" in data
