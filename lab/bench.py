@@ -50,7 +50,13 @@ def handshake_rate(certs_dir: Path, address: tuple, seconds: float, clients: int
     started = time.monotonic()
     procs = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
              for _ in range(clients)]
-    outs = [p.communicate(timeout=seconds + 60)[0] for p in procs]
+    try:
+        outs = [p.communicate(timeout=seconds + 60)[0] for p in procs]
+    finally:  # a stuck s_time (a frozen listener) must not outlive the bench
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
     wall = time.monotonic() - started
     counts = [re.search(r"(\d+) connections in [\d.]+s", out) for out in outs]
     if not all(counts):

@@ -9,6 +9,7 @@ what it saw of the client's address.
 from __future__ import annotations
 
 import json
+import re
 import secrets
 from dataclasses import dataclass, field
 
@@ -19,7 +20,10 @@ from .stack import Stack
 MARK = "@@lab@@"
 WRITE_OUT = f"\n{MARK} %{{http_code}} %{{exitcode}} %header{{x-backend}} %header{{set-cookie}}\n"
 SQLI = "id=1%27%20OR%20%271%27%3D%271"
-HANDSHAKE_FAILURES = {35, 56, 16, 58}  # curl: SSL connect error, recv failure, HTTP/2 framing, local cert
+# OpenSSL's words for the TLS alert a server sent, as curl reports them: "... alert unknown ca"
+# (TLS 1.3 sends the client's certificate after the server's Finished, so its refusal
+# arrives with the first read: curl exit 56 instead of 35, with the same alert).
+ALERT = re.compile(r"(?:tlsv1[0-9]? |sslv3 )?alert ([a-z ]+?)(?:,|$| errno)", re.I)
 
 
 @dataclass
@@ -39,8 +43,16 @@ class Answer:
         return self.body if isinstance(self.body, dict) else {}
 
     @property
+    def alert(self) -> str:
+        """The TLS alert the server ended the handshake with ("unknown ca"), or ""."""
+        match = ALERT.search(self.stderr)
+        return match.group(1).strip().lower() if match else ""
+
+    @property
     def handshake_failed(self) -> bool:
-        return self.status == 0 and self.curl_exit in HANDSHAKE_FAILURES
+        """The server refused in the TLS handshake: no HTTP answer and a TLS alert from it
+        (not a client-side problem such as an unreadable certificate: curl exit 58)."""
+        return self.status == 0 and bool(self.alert)
 
 
 @dataclass
@@ -63,20 +75,41 @@ class Client:
         return self.box.curl_argv(client, source, [f"https://www.lab.test:{self.port}{path}"], extra=extra,
                                   write_out=WRITE_OUT)
 
+    def get_many(self, client="alice", source=None, count=3, path="/whoami") -> list:
+        """``count`` requests from one curl process, each on a new connection: curl resumes
+        the TLS session of the first (as browsers do). Returns one Answer per request."""
+        url = f"https://www.lab.test:{self.port}{path}"
+        argv = self.box.curl_argv(client, source, [url] * count, write_out=WRITE_OUT,
+                                  extra=["--resolve", f"www.lab.test:{self.port}:{self.address}"])
+        rc, out, err = self.box.exec_split(argv)
+        answers = _answers(argv, rc, out, err)
+        self.history.extend(answers)
+        return answers
+
     def get(self, client="alice", source=None, path="/whoami", cookie=None, extra=()) -> Answer:
         argv = self.argv(client, source, path, cookie, extra)
-        rc, out = self.box.exec(argv)
-        body, _, tail = out.rpartition(MARK)
-        parts = tail.strip().split(" ", 3) + ["", "", "", ""]
-        status, code, backend, cookie_hdr = parts[0], parts[1], parts[2], parts[3]
+        rc, out, err = self.box.exec_split(argv)
+        answers = _answers(argv, rc, out, err) or [Answer(argv, 0, rc, "", "", "", stderr=err.strip())]
+        self.history.append(answers[0])
+        return answers[0]
+
+
+def _answers(argv: list, rc: int, out: str, err: str) -> list:
+    """curl's output for one or more URLs, each body followed by a WRITE_OUT line."""
+    segments = out.split(MARK)
+    answers, body = [], segments[0]
+    for segment in segments[1:]:
+        meta, _, following = segment.partition("\n")
+        status, code, backend, cookie = (meta.strip().split(" ", 3) + ["", "", "", ""])[:4]
         text = body.strip()
         try:
             parsed = json.loads(text.splitlines()[-1]) if text else ""
         except ValueError:
             parsed = text
-        answer = Answer(argv, int(status or 0), int(code or rc or 0), backend, cookie_hdr.strip(), parsed)
-        self.history.append(answer)
-        return answer
+        answers.append(Answer(argv, int(status or 0), int(code or rc or 0), backend, cookie.strip(), parsed,
+                              stderr=err.strip()))
+        body = following
+    return answers
 
 
 def clients_for(stack: Stack, dc) -> dict:
@@ -122,7 +155,7 @@ def _enforcement(refused: Answer) -> str:
 def probe_design(stack: Stack, client: Client) -> dict:
     """Run the matrix against one design; return its cells and the evidence behind them."""
     s = stack.settings
-    src, other_sources = s.client_extra_ips[13], s.client_extra_ips[:6]
+    src, other_sources = s.client_pool.probe, s.client_pool.users[:6]
     nonce = secrets.token_hex(4)
     alice = client.get("alice", src, path=f"/whoami?probe={nonce}")
     rogue = client.get("rogue-ca", src)
@@ -160,13 +193,19 @@ def probe_design(stack: Stack, client: Client) -> dict:
         client_ip = f"no (saw {seen_ip or '-'})"
 
     # Stickiness: the same address five times without cookies, then with the cookie returned.
-    same_ip = {client.get("bob", src).backend for _ in range(5)}
+    # Only answers a backend gave count: a refused request says nothing about balancing.
+    def backends(answers) -> list:
+        return [a.backend for a in answers if a.status and a.backend in ("web1", "web2")]
+
+    same_ip = backends(client.get("bob", src) for _ in range(5))
     cookie = alice.set_cookie.split(";")[0] if alice.set_cookie else ""
     if cookie:
-        pinned = {client.get("bob", src, cookie=cookie).backend for _ in range(5)}
+        pinned = set(backends(client.get("bob", src, cookie=cookie) for _ in range(5)))
         sticky = f"cookie {cookie.split('=')[0]}" if len(pinned) == 1 else "cookie set but not honoured"
-    elif len(same_ip) == 1:
-        spread = {client.get("bob", ip).backend for ip in other_sources}
+    elif len(same_ip) < 5:
+        sticky = f"unknown: {5 - len(same_ip)} of 5 requests were not served by a backend"
+    elif len(set(same_ip)) == 1:
+        spread = set(backends(client.get("bob", ip) for ip in other_sources))
         sticky = "source IP" if len(spread) > 1 else "source IP (all probes landed on one backend)"
     else:
         sticky = "none"

@@ -8,6 +8,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import platform
+import random
 import re
 import socket
 from pathlib import Path
@@ -225,15 +226,28 @@ def settle_subnets(dc: docker.DockerClient, settings, ui=None):
     return settings.with_(**changes) if changes else settings
 
 
+def repick_subnets(dc: docker.DockerClient, settings):
+    """Settings on two other free /24s (after another lab took the ones chosen)."""
+    internet, vpc = free_subnets(dc, 2, exclude=[settings.internet_subnet, settings.vpc_subnet],
+                                 project=settings.project)
+    return settings.with_(internet_subnet=internet, vpc_subnet=vpc)
+
+
 def free_subnets(dc: docker.DockerClient, count: int, exclude=(), pool=SCRATCH_POOL,
                  project: str | None = None) -> list:
     """``count`` /24s from ``pool`` that no Docker network (but ``project``'s) uses and
-    that hold nothing this machine needs."""
+    that hold nothing this machine needs.
+
+    Drawn at random: two labs starting at once on one engine would otherwise both take
+    the first free ones (and `lab up` retries on the rare collision left).
+    """
     used = [s for subnets in network_subnets(dc, exclude_project=project).values() for s in subnets]
     used += list(exclude)
     needed, networks = netcheck.needed_addresses(), netcheck.host_networks()
     picked = []
-    for candidate in pool.subnets(new_prefix=24):
+    candidates = list(pool.subnets(new_prefix=24))
+    random.SystemRandom().shuffle(candidates)
+    for candidate in candidates:
         if any(candidate.overlaps(u) for u in used + picked) or netcheck.conflicts(candidate, needed, networks):
             continue
         picked.append(candidate)

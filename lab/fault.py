@@ -44,7 +44,7 @@ class Faults:
     def __init__(self, stack: Stack, dc):
         self.stack = stack
         self.dc = dc
-        self.api = probe.RuntimeAPI(stack.api_port())
+        self.api = stack.runtime_api()
 
     def _container(self, service: str):
         return probe.compose_container(self.dc, self.stack.settings.project, service)
@@ -204,22 +204,42 @@ def measure(faults: Faults, kind: str, target: str, *, sources: list[str], clien
     certs_dir, port = s.certs_dir, faults.stack.nlb_port()
     host = Timeline(lambda: {"host": probe.get(certs_dir, port, client, timeout=2).backend}).start()
     samples: list = []
+    served: set = set()
+    everyone_served = threading.Event()
+
+    def first_answer(source: str) -> None:
+        served.add(source)
+        if served >= set(sources):
+            everyone_served.set()
+
     loader = threading.Thread(target=lambda: samples.extend(
-        load.run_load(box, sources, rate=rate, duration=duration, client=client)), daemon=True)
-    t0 = time.monotonic()
-    loader.start()
-    time.sleep(fault_at)
-    injected = time.monotonic()
-    faults.inject(kind, target)
-    time.sleep(max(0.0, restore_at - (time.monotonic() - t0)))
-    restored = time.monotonic()
-    faults.restore(kind, target)
-    loader.join()
-    names = () if kind == "reload" else _targets(target)
-    faults.api.wait_up(names, timeout=30)
-    time.sleep(0.3)
-    states.stop()
-    host.stop()
+        load.run_load(box, sources, rate=rate, duration=duration, client=client, on_first=first_answer)),
+        daemon=True)
+    injected = restored = None
+    try:
+        loader.start()
+        # The fault clock starts once every client has had an answer: on a busy machine
+        # the curl processes take a moment to start, and a client whose first request
+        # meets the fault would tell nothing about where it had been pinned.
+        if not everyone_served.wait(timeout=15):
+            raise StackError(f"the load did not start: answers from {len(served)} of {len(sources)} "
+                             "clients after 15 s (`lab logs client`)")
+        t0 = time.monotonic()
+        time.sleep(fault_at)
+        injected = time.monotonic()
+        faults.inject(kind, target)
+        time.sleep(max(0.0, restore_at - (time.monotonic() - t0)))
+        restored = time.monotonic()
+        faults.restore(kind, target)
+        loader.join()
+        names = () if kind == "reload" else _targets(target)
+        faults.api.wait_up(names, timeout=30)
+        time.sleep(0.3)
+    finally:  # the fault never outlives the measurement (Ctrl-C, an error)
+        if injected is not None and restored is None:
+            faults.restore(kind, target)
+        states.stop()
+        host.stop()
     after = {src: box.get(client, src)[0].backend for src in sources}
 
     detection = {n: _seconds(states.first(n, ("DOWN", "MAINT", "DRAIN"), injected), injected) for n in names}

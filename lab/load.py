@@ -44,7 +44,7 @@ def _parse(source: str, out: str) -> list[Sample]:
     for seq, line in enumerate(l for l in out.splitlines() if l.strip()):
         parts = line.split(" ")
         if len(parts) != 4 or not parts[0].isdigit():
-            continue  # a curl error message on stderr, interleaved
+            continue  # not a --write-out line
         status, backend, seconds, code = parts
         samples.append(Sample(source, seq, int(status), backend or "-", float(seconds), int(code)))
     return samples
@@ -52,8 +52,13 @@ def _parse(source: str, out: str) -> list[Sample]:
 
 def run_load(box: ClientContainer, sources: list[str], *, rate: int = 10, duration: float = 10.0,
              client: str = "alice", url: str = "https://www.lab.test/whoami",
-             max_time: float = 3.0) -> list[Sample]:
+             max_time: float = 3.0, on_first=None) -> list[Sample]:
     """Load from every address in ``sources`` at ``rate`` requests/s each for ``duration`` s.
+
+    Args:
+        on_first: called with a source address as soon as a backend has answered one of
+            its requests (curl's output is streamed), so a caller can start a fault only once every
+            client is really sending.
 
     Returns:
         Every request's Sample, in order per source.
@@ -64,7 +69,13 @@ def run_load(box: ClientContainer, sources: list[str], *, rate: int = 10, durati
         discard = ["-o", "/dev/null"] * count  # curl pairs each -o with one URL
         argv = box.curl_argv(client, source, [url] * count, write_out=WRITE_OUT, max_time=max_time,
                              extra=discard + ["--rate", f"{rate}/s"])
-        _, out = box.exec(argv)
+        out, told = "", False
+        # line-buffered: curl's --write-out to a pipe would otherwise arrive all at the end
+        for chunk in box.exec_stream(["stdbuf", "-oL", *argv]):
+            out += chunk
+            if not told and on_first and any(x.ok for x in _parse(source, out)):
+                told = True
+                on_first(source)
         return _parse(source, out)
 
     with ThreadPoolExecutor(max_workers=len(sources)) as pool:

@@ -125,3 +125,24 @@ def test_proxy_header_from_anyone_but_the_load_balancer_is_not_believed(lab, cer
     assert status_line(answer) == "HTTP/1.1 200 OK"
     assert reply.body["client_ip"] != "6.6.6.6"
     assert reply.body["client_ip"] == reply.body["peer_ip"] == str(s.vpc_subnet.network_address + 1)
+
+
+def test_a_client_that_trickles_its_headers_is_cut_off_at_the_alb(lab, certs_dir):
+    """A slow-header client must not hold an ALB connection for `timeout client` (60 s):
+    `timeout http-request` closes it after 10 s, as nginx's client_header_timeout does."""
+    import time
+
+    lay = certs.Layout(certs_dir)
+    ctx = ssl.create_default_context(cafile=str(lay.ca_cert))
+    ctx.load_cert_chain(lay.client_cert("alice"), lay.client_key("alice"))
+    with socket.create_connection(("127.0.0.1", lab.stack.design_port("alb-mtls-verify")), timeout=30) as raw:
+        with ctx.wrap_socket(raw, server_hostname="www.lab.test") as tls:
+            started = time.monotonic()
+            tls.sendall(b"GET /whoami HTTP/1.1\r\nHost: www.lab.test\r\n")  # and never the blank line
+            try:
+                answer = tls.recv(4096)
+            except (ssl.SSLError, ConnectionResetError):
+                answer = b""
+            waited = time.monotonic() - started
+    assert 9 <= waited < 20, waited  # HAProxy answers 408 when `timeout http-request` (10 s) runs out
+    assert answer.startswith(b"HTTP/1.1 408") or answer == b"", answer[:100]

@@ -99,3 +99,28 @@ def test_a_start_that_fails_half_way_leaves_nothing_behind(tmp_path, docker_clie
         assert docker_client.networks.list(filters={"label": f"com.docker.compose.project={project}"}) == []
     finally:
         squatter.remove(force=True)
+
+
+def test_a_subnet_taken_between_check_and_start_is_picked_again(tmp_path, docker_client, monkeypatch):
+    """Two labs on one engine (two CI jobs, pytest -n 2) can both find the same subnet free;
+    the second one's `compose up` then fails with "Pool overlaps". The race is made here by
+    taking the subnet after the checks (which are skipped), and `lab up` must pick again."""
+    from lab.stack import Stack
+    from lab.ui import UI
+
+    internet, vpc = docker_env.free_subnets(docker_client, 2)
+    ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=str(internet))])
+    other = docker_client.networks.create(f"racer-{secrets.token_hex(3)}", ipam=ipam)
+    monkeypatch.setattr(docker_env, "settle_subnets", lambda dc, settings, ui=None: settings)
+    monkeypatch.setattr(docker_env, "check_subnets", lambda *args, **kwargs: None)
+    settings = Settings.from_env(env={**ANY_PORT}, project=f"mtlslab-race-{secrets.token_hex(3)}",
+                                 home=tmp_path, internet_subnet=internet, vpc_subnet=vpc)
+    stack = Stack(settings)
+    try:
+        stack.up(UI(quiet=True))
+        assert stack.settings.internet_subnet != internet  # moved off the taken one
+        assert probe.get(stack.settings.certs_dir, stack.nlb_port(), "alice").status == 200
+    finally:
+        stack.down()
+        other.remove()
+    assert project_containers(docker_client, settings.project) == []
