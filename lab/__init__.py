@@ -1,3 +1,3 @@
 """mTLS load-balancer reproduction lab: PKI, configs, compose stack and probes."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
