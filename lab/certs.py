@@ -302,7 +302,7 @@ def ensure_pki(root: Path, *, key_type: str | None = None, force: bool = False,
 
     _keep_revocations(lay.crl, (ca, inter))
 
-    def current(cert_path, key_path, window="valid", issuer=ca):
+    def current(cert_path, key_path, window="valid", issuer=ca, name=None, usage="client", revoked=False):
         if force:
             return False
         chain = _pair_ok(cert_path, key_path)
@@ -311,17 +311,21 @@ def ensure_pki(root: Path, *, key_type: str | None = None, force: bool = False,
         cert = chain[0]
         if _key_type_of(cert) != key_type or not _still_demonstrates(cert, window, now):
             return False
+        if name is not None and not _is_for(cert, name, usage):
+            return False  # a valid pair, but another certificate's (a server cert copied over)
+        if issuer is not None and not revoked and cert.serial_number in issuer.revoked:
+            return False  # a lesson that must be accepted, revoked (certs.revoke): issue anew
         if issuer is None:  # self-signed: its own subject, its own signature
             return chain == [cert] and _signed_by(cert, None)
         return chain[1:] == issuer.chain and _signed_by(cert, issuer)
 
-    if not current(lay.server_cert, lay.server_key):
+    if not current(lay.server_cert, lay.server_key, name=SERVER_NAME, usage="server"):
         leaf = ca.issue_cert(SERVER_NAME, sans=SERVER_SANS, usage="server", key_type=key_type)
         _save(lay.server_cert, leaf.chain_pem)
         _save(lay.server_key, leaf.private_key_pem)
         issued.append("server")
 
-    if not current(lay.health_cert, lay.health_key) or not _health_pem_ok(lay):
+    if not current(lay.health_cert, lay.health_key, name=HEALTH_CN) or not _health_pem_ok(lay):
         leaf = ca.issue_cert(HEALTH_CN, usage="client", key_type=key_type,
                              unit="load balancer health checks")
         _save(lay.health_cert, leaf.chain_pem)
@@ -333,7 +337,7 @@ def ensure_pki(root: Path, *, key_type: str | None = None, force: bool = False,
     for spec in CLIENTS:
         issuer = issuers[spec.issuer]
         cert_path, key_path = lay.client_cert(spec.name), lay.client_key(spec.name)
-        if current(cert_path, key_path, spec.window, issuer):
+        if current(cert_path, key_path, spec.window, issuer, spec.name, spec.usage, spec.revoked):
             if spec.revoked and (serial := load_cert(cert_path).serial_number) not in issuer.revoked:
                 issuer.revoke(serial)  # the CRL was lost or damaged
                 revocations_restored = True
@@ -451,6 +455,8 @@ def revoke(root: Path, name: str) -> int:
         CertsMissing: when the PKI or the client is not there (PkiDamaged when a CA does not load).
     """
     lay = require_pki(root)
+    if name not in CLIENT_NAMES:
+        raise CertsMissing(f"no client {name!r} in {lay.root}: choose one of {', '.join(CLIENT_NAMES)}")
     cert = load_cert(lay.client_cert(name))
     now = pki.utcnow()
     authorities = _authorities(lay)
@@ -487,6 +493,16 @@ def _authorities(lay: "Layout") -> tuple:
         raise CertsMissing(f"the CAs in {lay.root} are missing: run `lab certs`")
     _keep_revocations(lay.crl, (ca, inter))
     return ca, inter
+
+
+def _is_for(cert: x509.Certificate, name: str, usage: str) -> bool:
+    """Whether ``cert`` names ``name`` (its CN) and allows ``usage`` ("client", "server")."""
+    cns = [a.value for a in cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)]
+    try:
+        ekus = set(cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value)
+    except x509.ExtensionNotFound:
+        return False
+    return cns == [name] and set(pki.USAGES[usage]) <= ekus
 
 
 def _signed_by(cert: x509.Certificate, authority: pki.CA | None) -> bool:

@@ -23,7 +23,7 @@ SQLI = "id=1%27%20OR%20%271%27%3D%271"
 # OpenSSL's words for the TLS alert a server sent, as curl reports them: "... alert unknown ca"
 # (TLS 1.3 sends the client's certificate after the server's Finished, so its refusal
 # arrives with the first read: curl exit 56 instead of 35, with the same alert).
-ALERT = re.compile(r"(?:tlsv1[0-9]? |sslv3 )?alert ([a-z ]+?)(?:,|$| errno)", re.I)
+ALERT = re.compile(r"(?:tlsv1[0-9]? |sslv3 )?alert ([a-z ]+?)(?:,|$| errno)", re.I | re.M)
 
 
 @dataclass
@@ -201,7 +201,10 @@ def probe_design(stack: Stack, client: Client) -> dict:
     cookie = alice.set_cookie.split(";")[0] if alice.set_cookie else ""
     if cookie:
         pinned = set(backends(client.get("bob", src, cookie=cookie) for _ in range(5)))
-        sticky = f"cookie {cookie.split('=')[0]}" if len(pinned) == 1 else "cookie set but not honoured"
+        if not pinned:
+            sticky = "unknown: no request with the cookie was served by a backend"
+        else:
+            sticky = f"cookie {cookie.split('=')[0]}" if len(pinned) == 1 else "cookie set but not honoured"
     elif len(same_ip) < 5:
         sticky = f"unknown: {5 - len(same_ip)} of 5 requests were not served by a backend"
     elif len(set(same_ip)) == 1:

@@ -51,6 +51,23 @@ def client() -> docker.DockerClient:
         "`sudo dockerd >/var/log/dockerd.log 2>&1 &` where there is no systemd) or set DOCKER_HOST")
 
 
+def socket_owner(dc: docker.DockerClient) -> tuple[int, int]:
+    """(uid, gid) inside the load balancers that is the user running `lab` on the host: the
+    owner of their control sockets in build/.
+
+    Raises:
+        StackError: for an engine with userns-remap (container root cannot write there).
+    """
+    options = " ".join(dc.info().get("SecurityOptions") or [])
+    if "name=rootless" in options:
+        return 0, 0  # rootless Docker: the containers' root is this very user
+    if "name=userns" in options:
+        raise StackError("this Docker engine remaps user namespaces (userns-remap): the load balancers "
+                         "could not create their control sockets in build/; use an engine without it "
+                         "(or rootless Docker)")
+    return os.getuid(), os.getgid()
+
+
 def _cli_plugins_dir() -> Path:
     return Path(os.environ.get("DOCKER_CONFIG", Path.home() / ".docker")) / "cli-plugins"
 

@@ -216,6 +216,7 @@ def measure(faults: Faults, kind: str, target: str, *, sources: list[str], clien
         load.run_load(box, sources, rate=rate, duration=duration, client=client, on_first=first_answer)),
         daemon=True)
     injected = restored = None
+    undone = False
     try:
         loader.start()
         # The fault clock starts once every client has had an answer: on a busy machine
@@ -231,15 +232,18 @@ def measure(faults: Faults, kind: str, target: str, *, sources: list[str], clien
         time.sleep(max(0.0, restore_at - (time.monotonic() - t0)))
         restored = time.monotonic()
         faults.restore(kind, target)
+        undone = True
         loader.join()
         names = () if kind == "reload" else _targets(target)
         faults.api.wait_up(names, timeout=30)
         time.sleep(0.3)
     finally:  # the fault never outlives the measurement (Ctrl-C, an error)
-        if injected is not None and restored is None:
-            faults.restore(kind, target)
-        states.stop()
-        host.stop()
+        try:
+            if injected is not None and not undone:
+                faults.restore(kind, target)
+        finally:
+            states.stop()
+            host.stop()
     after = {src: box.get(client, src)[0].backend for src in sources}
 
     detection = {n: _seconds(states.first(n, ("DOWN", "MAINT", "DRAIN"), injected), injected) for n in names}

@@ -71,7 +71,9 @@ def run_load(box: ClientContainer, sources: list[str], *, rate: int = 10, durati
                              extra=discard + ["--rate", f"{rate}/s"])
         out, told = "", False
         # line-buffered: curl's --write-out to a pipe would otherwise arrive all at the end
-        for chunk in box.exec_stream(["stdbuf", "-oL", *argv]):
+        # and bounded: an abandoned run (the caller failed) stops by itself
+        limit = str(int(duration + max_time + 10))
+        for chunk in box.exec_stream(["timeout", limit, "stdbuf", "-oL", *argv]):
             out += chunk
             if not told and on_first and any(x.ok for x in _parse(source, out)):
                 told = True

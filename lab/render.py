@@ -49,7 +49,9 @@ def environment() -> jinja2.Environment:
 class Rendered:
     """Where the rendered files are and the variables compose needs.
 
-    ``staged`` lists configs written as ``<file>.new`` that `commit` puts in place.
+    ``staged`` maps each service to its configs written as ``<file>.new``, which `commit`
+    puts in place; ``previous_trust`` holds the trust files as they were, which `discard`
+    puts back.
     """
 
     build_dir: Path
@@ -57,20 +59,33 @@ class Rendered:
     env: dict
     config_hash: str
     generation: str
-    staged: list = field(default_factory=list)
+    staged: dict = field(default_factory=dict)
+    previous_trust: dict = field(default_factory=dict)
 
-    def commit(self) -> None:
-        """Put every staged config in place (atomic renames), then the env file."""
-        for path in self.staged:
-            os.replace(_staged(path), path)
-        self.staged = []
+    def commit(self, services=None) -> None:
+        """Put the staged configs of ``services`` (default: all) in place (atomic renames),
+        drop the others' (their servers keep what they run), then write the env file."""
+        for service, paths in self.staged.items():
+            for path in paths:
+                if services is None or service in services:
+                    os.replace(_staged(path), path)
+                else:
+                    _staged(path).unlink(missing_ok=True)
+        self.staged = {}
         _write_env_file(self.env_file, self.env)
 
     def discard(self) -> None:
-        """Remove the staged configs: the files in place stay as they were."""
-        for path in self.staged:
-            _staged(path).unlink(missing_ok=True)
-        self.staged = []
+        """Remove the staged configs and put the trust files back: nothing changed."""
+        for paths in self.staged.values():
+            for path in paths:
+                _staged(path).unlink(missing_ok=True)
+        self.staged = {}
+        for path, data in self.previous_trust.items():
+            if data is None:
+                path.unlink(missing_ok=True)
+            else:
+                write_file(path, data)
+        self.previous_trust = {}
 
 
 def _staged(path: Path) -> Path:
@@ -95,11 +110,12 @@ ALB_LISTENERS = (
 WAF_PORT, INNER_PORT = 10080, 11080  # inside the ALB's network namespace, one pair per listener
 
 
-def _common(settings: Settings, template: str, generation: str) -> dict:
+def _common(settings: Settings, template: str, generation: str, owner: tuple | None = None) -> dict:
+    uid, gid = owner or (os.getuid(), os.getgid())
     return {
         "banner": BANNER.format(template=template),
         "generation": generation,
-        "admin": {"dir": ADMIN_DIR, "uid": os.getuid(), "gid": os.getgid()},
+        "admin": {"dir": ADMIN_DIR, "uid": uid, "gid": gid},
         "health_cn": HEALTH_CN,
         "server_name": SERVER_NAME,
         "backends": [{"name": name, "ip": settings.backend_ip(name)} for name in BACKENDS],
@@ -118,20 +134,24 @@ def alb_listeners() -> list[dict]:
 
 
 def haproxy_cfg(settings: Settings, service: str = "nlb", env: jinja2.Environment | None = None,
-                generation: str = "") -> str:
-    """haproxy.cfg of a load balancer service: "nlb", "nlb-tls" or "alb"."""
+                generation: str = "", owner: tuple | None = None) -> str:
+    """haproxy.cfg of a load balancer service: "nlb", "nlb-tls" or "alb".
+
+    ``owner``: (uid, gid) inside the container that gets the control sockets (default: the
+    user running `lab`, which is the same user on the host unless Docker runs rootless).
+    """
     env = env or environment()
     generation = generation or _generation(settings)
     if service == "alb":
         template = "haproxy/alb.cfg.j2"
-        return env.get_template(template).render(**_common(settings, template, generation),
+        return env.get_template(template).render(**_common(settings, template, generation, owner),
                                                  listeners=alb_listeners(), check_port=BACKEND_PORTS["alb_headers"])
     if service not in ("nlb", "nlb-tls"):
         raise ValueError(f"unknown load balancer {service!r}: choose nlb, nlb-tls or alb")
     template = "haproxy/nlb.cfg.j2"
     tls = service == "nlb-tls"
     return env.get_template(template).render(
-        **_common(settings, template, generation),
+        **_common(settings, template, generation, owner),
         name=service.replace("-", "_"),
         tls_listener=tls,
         target_port=BACKEND_PORTS["nlb_tls"] if tls else 443,
@@ -235,14 +255,16 @@ def compose_env(settings: Settings, images: dict, config_hash: str) -> dict:
     return env
 
 
-def render(settings: Settings, images: dict, staged: bool = False) -> Rendered:
+def render(settings: Settings, images: dict, staged: bool = False, owner: tuple | None = None) -> Rendered:
     """Render all configs and the compose env file for ``settings``.
 
     Args:
         settings: the lab instance.
         images: role ("haproxy", "nginx", "client") -> image reference.
         staged: write the service configs as ``<file>.new`` and leave the env file alone
-            until ``Rendered.commit()`` (the trust material is written in place either way).
+            until ``Rendered.commit()``; the trust material is written in place, and
+            ``Rendered.discard()`` puts the old back.
+        owner: (uid, gid) for the control sockets (see ``haproxy_cfg``).
 
     Returns:
         Rendered, whose config_hash changes whenever a rendered file or a mounted
@@ -251,26 +273,29 @@ def render(settings: Settings, images: dict, staged: bool = False) -> Rendered:
     env = environment()
     build = settings.build_dir
     gen = _generation(settings)
-    configs = {build / "haproxy" / lb / "haproxy.cfg": haproxy_cfg(settings, lb, env, gen).encode()
-               for lb in LOAD_BALANCERS}
+    configs: dict = {}  # service -> {path: bytes}
+    for lb in LOAD_BALANCERS:
+        configs[lb] = {build / "haproxy" / lb / "haproxy.cfg": haproxy_cfg(settings, lb, env, gen, owner).encode()}
     for name in BACKENDS + ("sorry", "alb-waf"):
-        configs[build / "nginx" / name / "nginx.conf"] = nginx_conf(settings, name, env, gen).encode()
-        configs[build / "nginx" / name / "modsecurity.conf"] = modsecurity_conf(env).encode()
+        configs[name] = {build / "nginx" / name / "nginx.conf": nginx_conf(settings, name, env, gen).encode(),
+                         build / "nginx" / name / "modsecurity.conf": modsecurity_conf(env).encode()}
     # The public trust material travels with the configs (a folder mount, so a renewed
     # CRL is seen after a reload); private keys stay in certs/.
     lay = Layout(Path(settings.certs_dir))
     trust = {build / "trust" / dst: src.read_bytes()
              for src, dst in ((lay.ca_cert, "ca.pem"), (lay.crl, "crl.pem")) if src.exists()}
+    previous = {path: (path.read_bytes() if path.exists() else None) for path in trust} if staged else {}
     for lb in LOAD_BALANCERS:  # the control sockets' folder: the operator's only
         run_dir = build / "run" / lb
         run_dir.mkdir(parents=True, exist_ok=True)
         run_dir.chmod(0o700)
+    every = {path: data for files in configs.values() for path, data in files.items()}
     digest = hashlib.sha256()
-    for path, data in sorted({**configs, **trust}.items()):
+    for path, data in sorted({**every, **trust}.items()):
         digest.update(str(path.relative_to(build)).encode() + b"\0" + data)
     for path, data in trust.items():
         write_file(path, data)
-    for path, data in configs.items():
+    for path, data in every.items():
         write_file(_staged(path) if staged else path, data)
     for mounted in (lay.server_cert, lay.health_cert):
         if mounted.exists():
@@ -278,7 +303,8 @@ def render(settings: Settings, images: dict, staged: bool = False) -> Rendered:
     config_hash = digest.hexdigest()[:16]
     variables = compose_env(settings, images, config_hash)
     rendered = Rendered(build, build / "compose.env", variables, config_hash, gen,
-                        staged=list(configs) if staged else [])
+                        staged={svc: list(files) for svc, files in configs.items()} if staged else {},
+                        previous_trust=previous)
     if not staged:
         _write_env_file(rendered.env_file, variables)
     return rendered

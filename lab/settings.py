@@ -203,7 +203,7 @@ class Settings:
     certs_dir: Path = field(default=None)  # type: ignore[assignment]
 
     def __post_init__(self):
-        if not _PROJECT_RE.match(self.project):
+        if not _PROJECT_RE.fullmatch(self.project):
             raise SettingsError(f"LAB_PROJECT={self.project!r}: use lowercase letters, digits, '-' or '_', e.g. mtls-lab")
         if self.bind not in BIND_CHOICES:  # the lab's own tools reach it on 127.0.0.1
             raise SettingsError(f"LAB_BIND={self.bind!r}: use 127.0.0.1 (this machine only) "

@@ -6,6 +6,8 @@ does); readiness comes from the services' healthchecks and `up --wait`.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import ipaddress
 import json
 import os
@@ -19,8 +21,9 @@ from .errors import CommandFailed, NotReached, StackError
 from .proc import run, stream
 from .settings import DIRECT_PORT, SERVICES, Settings
 
-# What `reload` refreshes by default (when running): servers holding certificates, a CA or a CRL.
-NGINX_SERVICES = ("web1", "web2", "sorry")
+# What `reload` refreshes by default (when running): servers holding certificates, a CA or a
+# CRL, and the ALB's WAF (its config follows the ALB's listeners).
+NGINX_SERVICES = ("web1", "web2", "sorry", "alb-waf")
 HAPROXY_SERVICES = ("nlb", "alb", "nlb-tls")
 RELOADABLE = NGINX_SERVICES + HAPROXY_SERVICES
 
@@ -44,15 +47,30 @@ def _pool_overlap(exc: CommandFailed) -> bool:
 HAPROXY_CFG = "/etc/haproxy/lab/haproxy.cfg"
 
 
-def _nginx_generation(container) -> str:
+def _nginx_generation(container, service: str = "web1") -> str:
     """The X-Lab-Config header an nginx container answers its own health check with."""
-    argv = ["curl", "-sk", "--max-time", "2", "-o", "/dev/null", "-D", "-", "--haproxy-protocol",
-            "https://127.0.0.1:443/healthz"]
+    if service == "alb-waf":
+        argv = ["curl", "-s", "--max-time", "2", "-o", "/dev/null", "-D", "-", "http://127.0.0.1:10080/waf-healthz"]
+    else:
+        argv = ["curl", "-sk", "--max-time", "2", "-o", "/dev/null", "-D", "-", "--haproxy-protocol",
+                "https://127.0.0.1:443/healthz"]
     _, out = container.exec_run(argv)
     for line in out.decode(errors="replace").splitlines():
         if line.lower().startswith("x-lab-config:"):
             return line.split(":", 1)[1].strip()
     return ""
+
+
+@contextlib.contextmanager
+def _reload_lock(build_dir: Path):
+    """One reload (or render for it) at a time per project: they share the staged files."""
+    build_dir.mkdir(parents=True, exist_ok=True)
+    with open(build_dir / ".reload.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _haproxy_generation(api) -> str:
@@ -176,7 +194,7 @@ class Stack:
             ui.ok(f"PKI in {report.root}: CRL re-signed")
         certs.require_pki(self.settings.certs_dir)
         refs = images.ensure_images(dc, ui, rebuild=rebuild)
-        return render.render(self.settings, refs).env
+        return render.render(self.settings, refs, owner=docker_env.socket_owner(dc)).env
 
     def up(self, ui, *, keep_on_failure: bool = False, rebuild: bool = False) -> None:
         """Bring the stack up and wait until every service is healthy.
@@ -225,13 +243,15 @@ class Stack:
     def reload(self, ui=None, dc=None, services=None) -> None:
         """Re-render the configs and trust bundle, then reload the servers in place:
         ``services``, or every running one that holds certificates, a CA or a CRL (the
-        backends, the sorry page, and each design's load balancer).
+        backends, the sorry page, each design's load balancer and the ALB's WAF).
 
-        Every running server first checks its new config (`nginx -t`, `haproxy -c`); if one
-        refuses it, nothing is switched and the old configs stay in place. After the
-        signal, each server must report the new generation (a fingerprint of the settings,
-        templates, CA, CRL and certificates) before this returns: a CRL written before the
-        reload is enforced when it returns.
+        Every server to reload first checks its new config (`nginx -t`, `haproxy -c`); if
+        one refuses it, nothing is switched, the trust files are put back, and the running
+        lab is unchanged. After the signal, each server must report the new generation (a
+        fingerprint of the settings, templates, CA, CRL and certificates) three times in a
+        row before this returns: a CRL written before the reload is enforced when it returns.
+        Running servers not named in ``services`` keep their configs; stopped ones get the
+        new configs for their next start.
 
         HAProxy reloads seamlessly (master-worker, SIGUSR2; the stick table is handed
         over through its local peer, established connections stay with the old worker).
@@ -239,43 +259,63 @@ class Stack:
         finish requests in flight but close idle keep-alive connections.
 
         Raises:
-            StackError: naming the server that refused its config (with its words), or
-                that did not switch to the new one.
+            StackError: naming the server that refused its config (with its words), that
+                is not running, or that did not switch to the new one.
         """
         dc = dc or docker_env.client()
-        if services is None:
-            running = {row.get("Service") for row in self.compose.ps(all_=False)}
-            services = tuple(s for s in RELOADABLE if s in running)
-            if not services:
-                raise StackError(f"{self.settings.project} is not running: start it with `lab up`")
-        containers = {s: probe.compose_container(dc, self.settings.project, s) for s in services}
-        rendered = render.render(self.settings, images.image_refs(dc), staged=True)
-        try:
-            for service, container in containers.items():
-                _check_config(service, container)
-        except StackError:
-            rendered.discard()
-            raise
-        rendered.commit()
-        for service, container in containers.items():
-            if service in NGINX_SERVICES:
-                rc, out = container.exec_run(["nginx", "-s", "reload", "-c", NGINX_CONF])
-                if rc != 0:
-                    raise StackError(f"{service}: nginx -s reload failed: {out.decode(errors='replace').strip()}")
-            else:
-                container.kill(signal="SIGUSR2")
-        for service, container in containers.items():  # the signals only ask: wait for the answer
-            live = (lambda c=container: _nginx_generation(c)) if service in NGINX_SERVICES else \
-                (lambda lb=service: _haproxy_generation(self.runtime_api(lb, timeout=2)))
+        with _reload_lock(self.settings.build_dir):
+            states = {row.get("Service"): row.get("State") for row in self.compose.ps()}
+            running = {svc for svc, state in states.items() if state == "running"}
+            if services is None:
+                services = tuple(s for s in RELOADABLE if s in running)
+                if not services:
+                    raise StackError(f"{self.settings.project} is not running: start it with `lab up`")
+            idle = [s for s in services if s not in running]
+            if idle:
+                raise StackError(f"cannot reload {', '.join(idle)}: {states.get(idle[0]) or 'not started'} "
+                                 f"(`lab status`; `lab fault restore` undoes a fault)")
+            containers = {s: probe.compose_container(dc, self.settings.project, s) for s in services}
+            rendered = render.render(self.settings, images.image_refs(dc), staged=True,
+                                     owner=docker_env.socket_owner(dc))
             try:
-                probe.wait_for(lambda f=live: f() == rendered.generation, 15,
-                               what=f"{service} serving generation {rendered.generation}")
-            except NotReached:
-                raise StackError(f"{service} did not switch to the new configuration (it still serves "
-                                 f"{live() or 'an unknown one'}): see `lab logs {service}`") from None
+                for service, container in containers.items():
+                    _check_config(service, container)
+            except BaseException:
+                rendered.discard()
+                raise
+            rendered.commit(set(services) | (set(SERVICES) - running))
+            for service, container in containers.items():
+                if service in NGINX_SERVICES:
+                    rc, out = container.exec_run(["nginx", "-s", "reload", "-c", NGINX_CONF])
+                    if rc != 0:
+                        raise StackError(f"{service}: nginx -s reload failed: "
+                                         f"{out.decode(errors='replace').strip()}")
+                else:
+                    container.kill(signal="SIGUSR2")
+            for service, container in containers.items():  # the signals only ask: wait for the answer
+                self._wait_generation(service, container, rendered.generation)
         if ui:
             ui.ok(f"{self.settings.project}: configs re-rendered; {', '.join(services)} serve "
                   f"generation {rendered.generation}")
+
+    def _wait_generation(self, service: str, container, wanted: str, streak: int = 3) -> None:
+        """Wait until ``service`` answers with generation ``wanted`` ``streak`` times in a row
+        (an old worker may still take a connection or two while it hands over)."""
+        if service in NGINX_SERVICES:
+            live = lambda: _nginx_generation(container, service)  # noqa: E731
+        else:
+            live = lambda: _haproxy_generation(self.runtime_api(service, timeout=2))  # noqa: E731
+        seen = []
+
+        def switched() -> bool:
+            seen.append(live())
+            return seen[-streak:] == [wanted] * streak
+
+        try:
+            probe.wait_for(switched, 15, interval=0.1, what=f"{service} serving generation {wanted}")
+        except NotReached:
+            raise StackError(f"{service} did not switch to the new configuration (it still serves "
+                             f"{seen[-1] if seen else 'an unknown one'}): see `lab logs {service}`") from None
 
     def down(self, ui=None) -> None:
         """Stop and remove the project's containers, networks and volumes."""

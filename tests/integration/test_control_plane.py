@@ -51,17 +51,22 @@ def test_only_the_listeners_listen_beyond_loopback(lab, docker_client, lb):
     """Every TCP socket a load balancer listens on, read from its kernel: beyond 127.0.0.1,
     only the designs' listener ports."""
     container = probe.compose_container(docker_client, lab.settings.project, lb)
-    _, out = container.exec_run(["cat", "/proc/net/tcp"])
     listening = set()
-    for line in out.decode().splitlines()[1:]:
-        fields = line.split()
-        if fields[3] == "0A":  # TCP_LISTEN
-            address, port = fields[1].split(":")
-            listening.add((".".join(str(int(address[i:i + 2], 16)) for i in (6, 4, 2, 0)), int(port, 16)))
-    public = {port for address, port in listening if not address.startswith("127.")}
+    for table in ("tcp", "tcp6", "udp", "udp6"):
+        _, out = container.exec_run(["cat", f"/proc/net/{table}"])
+        for line in out.decode().splitlines()[1:]:
+            fields = line.split()
+            # TCP: state 0A is LISTEN; UDP: any bound socket (07) receives datagrams
+            if fields[3] == ("0A" if table.startswith("tcp") else "07"):
+                address, port = fields[1].split(":")
+                if len(address) == 8:
+                    address = ".".join(str(int(address[i:i + 2], 16)) for i in (6, 4, 2, 0))
+                listening.add((table, address, int(port, 16)))
+    loopback = ("127.", "0000000000000000000000000100000000000000000000000000000000000001")
+    public = {(table, port) for table, address, port in listening if not address.startswith(loopback)}
     expected = {"nlb": {443}, "nlb-tls": {443}, "alb": {8450, 8451, 8452}}[lb]
-    assert public == expected, sorted(listening)
-    assert ("127.0.0.1", 8404) in listening  # the container's own health check, loopback only
+    assert public == {("tcp", port) for port in expected}, sorted(listening)
+    assert ("tcp", "127.0.0.1", 8404) in listening  # the container's own health check, loopback only
 
 
 @pytest.mark.parametrize("lb", LOAD_BALANCERS)

@@ -335,6 +335,14 @@ def test_the_health_check_certificate_opens_health_checks_only(clients, source, 
         refused[design] = proc.stdout.rpartition("\n")[2]
     assert refused == {"nlb": "403", "alb": "400", "alb-mtls-verify": "403",
                        "alb-mtls-passthrough": "400", "nlb-tls-mtls": "000"}, refused
+    # nor through a path that only looks like /healthz ("$" in a regex would match before "\n")
+    for path in ("/healthz%0A", "/healthz%0a", "/healthz/", "/healthz/../whoami?x", "//whoami"):
+        proc = subprocess.run(["curl", "-sS", "--max-time", "5", "--path-as-is", "--cacert", str(lay.ca_cert),
+                               "--cert", str(lay.health_cert), "--key", str(lay.health_key),
+                               "--resolve", f"www.lab.test:{lab.nlb_port}:127.0.0.1", "-o", "/dev/null",
+                               "-w", "%{http_code}", f"https://www.lab.test:{lab.nlb_port}{path}"],
+                              capture_output=True, text=True, timeout=10, check=False)
+        assert proc.stdout == "403", (path, proc.stdout)
     # positive control: the same certificate opens /healthz on a backend (the checks' path)
     proc = subprocess.run(["curl", "-sS", "--max-time", "5", "--cacert", str(lay.ca_cert),
                            "--cert", str(lay.health_cert), "--key", str(lay.health_key),

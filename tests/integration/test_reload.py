@@ -1,13 +1,14 @@
 """`lab reload`: a config a server refuses changes nothing; when reload returns, what was
 written to the PKI (a CRL, a whole new CA) is what every running design enforces."""
 
+import datetime as dt
 import os
 import subprocess
 import sys
 
 import pytest
 
-from lab import certs, compare, probe, render
+from lab import certs, compare, pki, probe, render
 from lab.errors import StackError
 
 # How each design refuses a revoked client: its load balancer's TLS alert, or the
@@ -34,26 +35,44 @@ def outcome(answer) -> str:
     return f"{answer.status}:{answer.json.get('client_verify')}"
 
 
+def _fresh_crl(lab) -> bytes:
+    """The same revocations, signed again (a new CRL number): new trust material."""
+    now = pki.utcnow()
+    return certs.crl_bundle(lab.settings.certs_dir, last_update=now - pki.CLOCK_SKEW,
+                            next_update=now + dt.timedelta(days=30))
+
+
 def test_a_config_haproxy_refuses_changes_nothing(lab, docker_client):
     cfg = lab.settings.build_dir / "haproxy" / "nlb" / "haproxy.cfg"
-    before = cfg.read_bytes()
+    trust = lab.settings.build_dir / "trust" / "crl.pem"
+    crl = lab.settings.certs_dir / "crl.pem"
+    before, trust_before, saved = cfg.read_bytes(), trust.read_bytes(), crl.read_bytes()
     live = lab.stack.runtime_api().command("show env LAB_GENERATION")
-    # HAProxy refuses timers over 2^31 ms (about 24.8 days); settings validation stops this
-    # value at the door, so it is built here the way only code could.
-    refused = type(lab.stack)(lab.settings.with_(stick_expire="30d"))
-    with pytest.raises(StackError, match=r"nlb refused the new configuration.*unchanged"):
-        refused.reload(dc=docker_client, services=("nlb",))
-    assert cfg.read_bytes() == before
-    assert not list(cfg.parent.glob("*" + render.STAGED))
-    assert lab.stack.runtime_api().command("show env LAB_GENERATION") == live
-    assert probe.get(lab.certs_dir, lab.nlb_port, "alice").status == 200
+    crl.write_bytes(_fresh_crl(lab))  # new trust material rides along with the refused config
+    try:
+        # HAProxy refuses timers over 2^31 ms (about 24.8 days); settings validation stops this
+        # value at the door, so it is built here the way only code could.
+        refused = type(lab.stack)(lab.settings.with_(stick_expire="30d"))
+        with pytest.raises(StackError, match=r"nlb refused the new configuration.*unchanged"):
+            refused.reload(dc=docker_client, services=("nlb",))
+        assert cfg.read_bytes() == before
+        assert trust.read_bytes() == trust_before  # put back
+        assert not list(cfg.parent.glob("*" + render.STAGED))
+        assert lab.stack.runtime_api().command("show env LAB_GENERATION") == live
+        assert probe.get(lab.certs_dir, lab.nlb_port, "alice").status == 200
+    finally:
+        crl.write_bytes(saved)
 
 
 def test_reload_tells_the_generation_every_server_serves(lab, docker_client):
+    crl = lab.settings.certs_dir / "crl.pem"
+    old = lab.stack.runtime_api().command("show env LAB_GENERATION").strip()
+    crl.write_bytes(_fresh_crl(lab))  # a CRL alone must make a new generation
     lab.stack.reload(dc=docker_client)
-    wanted = render.generation(lab.stack.settings)
+    wanted = f"LAB_GENERATION={render.generation(lab.stack.settings)}"
+    assert wanted != old
     for lb in ("nlb", "alb", "nlb-tls"):
-        assert lab.stack.runtime_api(lb).command("show env LAB_GENERATION").strip() == f"LAB_GENERATION={wanted}"
+        assert lab.stack.runtime_api(lb).command("show env LAB_GENERATION").strip() == wanted
 
 
 def test_a_client_revoked_before_reload_is_refused_everywhere_when_it_returns(lab, docker_client, clients):

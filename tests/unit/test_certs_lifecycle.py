@@ -286,3 +286,27 @@ def test_revoke_puts_a_client_on_its_issuers_crl_and_keeps_the_others(tmp_path):
     after = revoked()
     assert after["CN=mTLS Lab Root CA"] == before["CN=mTLS Lab Root CA"] | {bob}  # "revoked" stays
     assert carol in after["CN=mTLS Lab Issuing CA"]
+
+
+def test_a_valid_pair_of_the_wrong_certificate_is_replaced(tmp_path):
+    """server.crt/.key replaced by alice's (valid, signed by the CA) is not 'current'."""
+    root = tmp_path / "certs"
+    certs.ensure_pki(root)
+    lay = certs.Layout(root)
+    shutil.copy(lay.client_cert("alice"), lay.server_cert)
+    shutil.copy(lay.client_key("alice"), lay.server_key)
+    report = certs.ensure_pki(root)
+    assert "server" in report.issued
+    assert certs.load_cert(lay.server_cert).subject.rfc4514_string().startswith("CN=www.lab.test")
+
+
+def test_a_revoked_valid_client_is_issued_anew_and_unknown_names_are_refused(tmp_path):
+    root = tmp_path / "certs"
+    certs.ensure_pki(root)
+    lay = certs.Layout(root)
+    old = certs.revoke(root, "bob")
+    report = certs.ensure_pki(root)  # bob must teach "accepted" again: a new serial
+    assert "bob" in report.issued
+    assert certs.load_cert(lay.client_cert("bob")).serial_number != old
+    with pytest.raises(certs.CertsMissing, match="no client 'mallory'"):
+        certs.revoke(root, "mallory")
