@@ -174,8 +174,12 @@ def status(obj, as_json):
 @click.option("--force", is_flag=True, help="Renew everything, a new CA included.")
 @click.option("--key-type", type=click.Choice(["ec", "rsa"]), default=None,
               help="Key algorithm: ec (P-256, default for a new PKI) or rsa (2048).")
+@click.option("--p12", is_flag=True, help="Also write PKCS#12 bundles (certs/p12/<client>.p12) for browsers.")
+@click.option("--p12-password", envvar="LAB_P12_PASSWORD", default=None,
+              help="Their password (env LAB_P12_PASSWORD; default: printed).")
+@click.option("--legacy", is_flag=True, help="Legacy PKCS#12 encryption (3DES, SHA-1 MAC): what macOS Keychain needs.")
 @pass_ctx
-def certs(obj, force, key_type):
+def certs(obj, force, key_type, p12, p12_password, legacy):
     """Generate (or top up) the lab PKI in certs/."""
     s = obj.settings
     report = certs_mod.ensure_pki(s.certs_dir, key_type=key_type or s.key_type, force=force)
@@ -188,6 +192,14 @@ def certs(obj, force, key_type):
     else:
         obj.ui.ok(f"{_rel(report.root)} is complete and current ({report.key_type}); "
                   "`lab certs --force` renews it")
+    if p12 or legacy or p12_password:
+        from .p12 import DEFAULT_PASSWORD, write_bundles
+
+        bundles = write_bundles(s.certs_dir, p12_password or DEFAULT_PASSWORD, legacy=legacy)
+        kind = "legacy encryption, for macOS Keychain" if legacy else "AES-256, for Firefox, Chrome, Windows"
+        obj.ui.ok(f"PKCS#12 bundles ({kind}) in {_rel(bundles.folder)}: one per client")
+        if not p12_password:
+            obj.ui.info(f"  their password: {DEFAULT_PASSWORD}  (choose one with --p12-password)")
     if obj.ui.quiet:
         return
     table = Table(title="client certificates")
