@@ -339,22 +339,24 @@ def demo(obj, name):
 @click.option("--seconds", default=3.0, show_default=True, type=click.FloatRange(0.5),
               help="Length of each load run.")
 @click.option("--no-lifecycle", is_flag=True, help="Skip the `lab up` and failover timings (they restart the lab).")
-@click.option("--smoke", is_flag=True, help="A few seconds: one short run of each, no lifecycle.")
+@click.option("--idle", default=60.0, show_default=True, type=click.FloatRange(0),
+              help="Seconds of CPU use measured at rest, first (0: skip).")
+@click.option("--smoke", is_flag=True, help="A few seconds: one short run of each, no lifecycle, no idle figure.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--out", type=click.Path(dir_okay=False), help="Write the JSON report here (default build/<project>/bench.json).")
 @pass_ctx
-def bench(obj, repeat, seconds, no_lifecycle, smoke, as_json, out):
+def bench(obj, repeat, seconds, no_lifecycle, idle, smoke, as_json, out):
     """Handshake rates, latency, PKI and start-up times, memory: measured side by side."""
     from .bench import run as run_bench, targets
 
     if smoke:
-        repeat, seconds, no_lifecycle = 1, 1.0, True
+        repeat, seconds, no_lifecycle, idle = 1, 1.0, True, 0
     dc = docker_env.client()
     docker_env.ensure_compose()
     stack = Stack(obj.settings)
     if not any(r["state"] == "running" for r in stack.services() if r["service"] == "nlb"):
         raise LabError(f"{obj.settings.project} is not running: `lab up` (or `lab up --all-designs`) first")
-    report = run_bench(stack, dc, obj.ui, repeat=repeat, seconds=seconds, lifecycle=not no_lifecycle)
+    report = run_bench(stack, dc, obj.ui, repeat=repeat, seconds=seconds, lifecycle=not no_lifecycle, idle=idle)
     report["targets"] = targets(report)
     path = Path(out) if out else stack.settings.build_dir / "bench.json"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -375,6 +377,12 @@ def bench(obj, repeat, seconds, no_lifecycle, smoke, as_json, out):
                   f"({report['nlb_over_direct_handshakes_4_clients']} with 4 clients), "
                   f"keep-alive requests {report['nlb_over_direct_rps']}")
     console.print(f"PKI generation: EC {report['pki_seconds']['ec']} s, RSA {report['pki_seconds']['rsa']} s")
+    if "idle_cpu" in report:
+        rest = report["idle_cpu"]
+        busiest = sorted(rest["per_service"].items(), key=lambda kv: -kv[1])[:3]
+        console.print(f"at rest over {rest['seconds']} s: the machine {rest['machine_percent_of_one_core']}% of one "
+                      f"core, the lab's containers {rest['containers_percent_of_one_core']}% "
+                      f"(busiest: {', '.join(f'{k} {v}%' for k, v in busiest)})")
     if "lifecycle_seconds" in report:
         life = report["lifecycle_seconds"]
         console.print(f"lab up: warm {life['up_warm']} s, images rebuilt {life['up_with_images_rebuilt']} s; "

@@ -25,6 +25,8 @@ def test_bench_smoke_produces_every_figure(lab, tmp_path):
     services = {"nlb", "web1", "web2", "sorry", "client", "alb", "alb-waf", "verifier", "nlb-tls"}
     assert set(report["memory_mib_at_rest"]) == services
     assert all(mib > 0 for mib in report["memory_mib_under_load"].values())
-    assert set(report["targets"]) == {"nlb_over_direct_handshakes", "pki_ec_seconds", "up_warm_seconds"}
+    assert set(report["targets"]) == {"nlb_over_direct_handshakes", "pki_ec_seconds", "up_warm_seconds",
+                                      "idle_cpu_percent_of_one_core"}
+    assert "idle_cpu" not in report  # --smoke skips the minute at rest
     assert "lifecycle_seconds" not in report  # --smoke never restarts the stack
     assert "NLB / direct" in proc.stdout
