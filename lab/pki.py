@@ -12,6 +12,7 @@ request. Everything here is in memory; lab/certs.py decides what lands on disk.
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import ipaddress
 import os
 import tempfile
@@ -24,7 +25,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-KEY_TYPES = ("ec", "rsa")
+class KeyType(str, enum.Enum):
+    """The key algorithms the lab issues (a str, so "ec" == KeyType.EC)."""
+
+    EC = "ec"    # P-256
+    RSA = "rsa"  # 2048 bits
+
+
+KEY_TYPES = tuple(k.value for k in KeyType)
 ORGANIZATION = "mTLS Lab"
 # Leaves live a year; the CA outlives any leaf it signs. Browsers cap server
 # certificates at 398 days (https://cabforum.org/ballot-sc31/), so stay under it.
@@ -57,7 +65,7 @@ def generate_key(key_type: str = "ec"):
     Raises:
         ValueError: for an unknown key type.
     """
-    if key_type == "ec":
+    if key_type == KeyType.EC:
         return ec.generate_private_key(ec.SECP256R1())
     if key_type == "rsa":
         return rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -209,6 +217,34 @@ def _window(not_before, not_after, days):
     return start, end
 
 
+def _key_usage(*, signs_certificates: bool, rsa: bool) -> x509.KeyUsage:
+    return x509.KeyUsage(
+        digital_signature=True, content_commitment=False, key_encipherment=rsa and not signs_certificates,
+        data_encipherment=False, key_agreement=False, key_cert_sign=signs_certificates,
+        crl_sign=signs_certificates, encipher_only=False, decipher_only=False,
+    )
+
+
+def _build(subject: x509.Name, public_key, *, issuer: x509.Name, signer, start: dt.datetime,
+           end: dt.datetime, extensions) -> x509.Certificate:
+    """The one way the lab builds a certificate: subject, key, window, a random serial, the
+    SubjectKeyIdentifier every certificate carries, ``extensions`` ((extension, critical)
+    pairs), signed with SHA-256."""
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(end)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+    )
+    for extension, critical in extensions:
+        builder = builder.add_extension(extension, critical=critical)
+    return builder.sign(signer, hashes.SHA256())
+
+
 @dataclass
 class LeafCert:
     """An issued certificate, its key and its chain up to (not including) the root."""
@@ -268,34 +304,15 @@ class CA:
         self.private_key = generate_key(key_type)
         start, end = _window(None, None, days)
         name = _name(common_name)
-        issuer_name = parent.cert.subject if parent else name
-        signer = parent.private_key if parent else self.private_key
-        ski = x509.SubjectKeyIdentifier.from_public_key(self.private_key.public_key())
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(issuer_name)
-            .public_key(self.private_key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(start)
-            .not_valid_after(end)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True, content_commitment=False, key_encipherment=False,
-                    data_encipherment=False, key_agreement=False, key_cert_sign=True,
-                    crl_sign=True, encipher_only=False, decipher_only=False,
-                ),
-                critical=True,
-            )
-            .add_extension(ski, critical=False)
-        )
+        extensions = [(x509.BasicConstraints(ca=True, path_length=path_length), True),
+                      (_key_usage(signs_certificates=True, rsa=key_type == KeyType.RSA), True)]
         if parent:
-            builder = builder.add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(parent.private_key.public_key()),
-                critical=False,
-            )
-        self.cert = builder.sign(signer, hashes.SHA256())
+            extensions.append((x509.AuthorityKeyIdentifier.from_issuer_public_key(
+                parent.private_key.public_key()), False))
+        self.cert = _build(name, self.private_key.public_key(),
+                           issuer=parent.cert.subject if parent else name,
+                           signer=parent.private_key if parent else self.private_key,
+                           start=start, end=end, extensions=extensions)
 
     @classmethod
     def from_pem(cls, cert_pem: bytes, key_pem: bytes, parent: "CA | None" = None) -> "CA":
@@ -362,34 +379,16 @@ class CA:
             raise ValueError(f"unknown usage {usage!r}: choose one of {', '.join(USAGES)}")
         key = generate_key(key_type)
         start, end = _window(not_before, not_after, days)
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(_name(common_name, unit))
-            .issuer_name(self.cert.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(start)
-            .not_valid_after(end)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True, content_commitment=False,
-                    key_encipherment=key_type == "rsa", data_encipherment=False,
-                    key_agreement=False, key_cert_sign=False, crl_sign=False,
-                    encipher_only=False, decipher_only=False,
-                ),
-                critical=True,
-            )
-            .add_extension(x509.ExtendedKeyUsage(USAGES[usage]), critical=False)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(self.private_key.public_key()),
-                critical=False,
-            )
-        )
+        extensions = [
+            (x509.BasicConstraints(ca=False, path_length=None), True),
+            (_key_usage(signs_certificates=False, rsa=key_type == KeyType.RSA), True),
+            (x509.ExtendedKeyUsage(USAGES[usage]), False),
+            (x509.AuthorityKeyIdentifier.from_issuer_public_key(self.private_key.public_key()), False),
+        ]
         if sans:
-            builder = builder.add_extension(_san(sans), critical=False)
-        cert = builder.sign(self.private_key, hashes.SHA256())
+            extensions.append((_san(sans), False))
+        cert = _build(_name(common_name, unit), key.public_key(), issuer=self.cert.subject,
+                      signer=self.private_key, start=start, end=end, extensions=extensions)
         return LeafCert(cert, key, chain=self.chain)
 
     def create_child_ca(self, common_name: str, *, key_type: str = "ec",
@@ -446,17 +445,7 @@ def self_signed(common_name: str, *, usage: str = "client", key_type: str = "ec"
     key = generate_key(key_type)
     start, end = _window(None, None, days)
     name = _name(common_name)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(end)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage(USAGES[usage]), critical=False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
-    )
+    cert = _build(name, key.public_key(), issuer=name, signer=key, start=start, end=end,
+                  extensions=[(x509.BasicConstraints(ca=False, path_length=None), True),
+                              (x509.ExtendedKeyUsage(USAGES[usage]), False)])
     return LeafCert(cert, key)
