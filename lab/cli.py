@@ -134,9 +134,9 @@ def status(obj, as_json):
     """Services, health, ports, designs, certificate expiry and the stick tables."""
     from .status import collect
 
-    docker_env.client()
+    dc = docker_env.client()
     docker_env.ensure_compose()
-    report = collect(Stack(obj.settings))
+    report = collect(Stack(obj.settings), dc)
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return

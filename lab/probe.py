@@ -195,14 +195,19 @@ class RuntimeAPI:
 
     def server_states(self, backend: str = "web") -> dict:
         """server name -> "UP"/"DOWN"/"MAINT"..., from `show stat`."""
+        return {name: status for name, (status, _) in self.server_checks(backend).items()}
+
+    def server_checks(self, backend: str = "web") -> dict:
+        """server name -> (status, last health check), e.g. ("UP", "L7OK"); a server no
+        check has reached yet says ("UP", "INI"): HAProxy starts servers UP."""
         lines = self.command("show stat").splitlines()
-        header = lines[0].lstrip("# ").split(",")
-        states = {}
+        header = lines[0].lstrip("# ").split(",") if lines else []
+        checks = {}
         for line in lines[1:]:
             row = dict(zip(header, line.split(",")))
             if row.get("pxname") == backend and row.get("svname") not in ("FRONTEND", "BACKEND"):
-                states[row["svname"]] = row.get("status", "")
-        return states
+                checks[row["svname"]] = (row.get("status", ""), row.get("check_status", ""))
+        return checks
 
     def wait_up(self, names=None, timeout: float = 15, backend: str = "web") -> None:
         """Wait until ``names`` (default: every server of ``backend``) report UP.

@@ -1,7 +1,8 @@
 """Drive the lab's compose project: up (healthy or torn down), down, ps, port, logs.
 
 Compose runs through its CLI with argument lists (as testcontainers' DockerCompose
-does); readiness comes from the services' healthchecks and `up --wait`.
+does); readiness comes from lab/readiness.py (the load balancers' own health checks and real
+requests), not from Docker's health checks, which are slow on purpose (they cost CPU).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import certs, designs, docker_env, images, probe, render
+from . import certs, designs, docker_env, images, probe, readiness, render
 from .designs import DESIGN_SERVICES, DESIGNS
 from .errors import CommandFailed, NotReached, StackError
 from .proc import run, stream
@@ -197,13 +198,14 @@ class Stack:
         return render.render(self.settings, refs, owner=docker_env.socket_owner(dc)).env
 
     def up(self, ui, *, keep_on_failure: bool = False, rebuild: bool = False) -> None:
-        """Bring the stack up and wait until every service is healthy.
+        """Bring the stack up and wait until every service serves (lab/readiness.py: the load
+        balancers' own health checks and real requests, not Docker's).
 
         On failure the logs are attached to the error and the project is removed
         (`down -v`) so nothing half-started is left, unless ``keep_on_failure``.
 
         Raises:
-            StackError: naming the unhealthy services, with their last log lines.
+            StackError: naming the services that do not serve and why, with their last log lines.
         """
         dc = docker_env.client()
         self.settings = docker_env.settle_subnets(dc, self.settings, ui)
@@ -215,10 +217,10 @@ class Stack:
         try:
             for attempt in range(SUBNET_ATTEMPTS):
                 try:
-                    with ui.task(f"Starting {s.project} (waiting for every service to be healthy)") as task:
-                        self.compose.stream("up", "--detach", "--wait", "--wait-timeout", str(s.wait_timeout),
-                                            "--no-build", "--remove-orphans", on_line=task.line,
-                                            timeout=s.wait_timeout + 120)
+                    with ui.task(f"Starting {s.project} (waiting for every service to serve)") as task:
+                        self.compose.stream("up", "--detach", "--no-build", "--remove-orphans",
+                                            on_line=task.line, timeout=s.wait_timeout + 120)
+                        readiness.wait(self, dc, s.wait_timeout, on_line=task.line)
                     break
                 except CommandFailed as exc:
                     # Another lab on this engine took the same free subnet between our check and
@@ -230,7 +232,7 @@ class Stack:
                     self.settings = s = docker_env.repick_subnets(dc, s)
                     ui.warn(f"a subnet was taken meanwhile; retrying on {s.internet_subnet} and {s.vpc_subnet}")
                     self.prepare(ui, dc=dc)
-        except CommandFailed as exc:
+        except (CommandFailed, readiness.NotReady) as exc:
             report = self._failure_report(exc, removed=not keep_on_failure)
             if not keep_on_failure:
                 try:
@@ -338,10 +340,15 @@ class Stack:
         return {p.get("PublishedPort") for r in rows for p in (r.get("Publishers") or [])
                 if p.get("PublishedPort")}
 
-    def services(self) -> list[dict]:
-        """Service rows for `lab status`: name, state, health, published ports."""
+    def services(self, dc=None) -> list[dict]:
+        """Service rows for `lab status`: name, state, health, published ports.
+
+        Health is the lab's own look (lab/readiness.py) when ``dc`` is given, "healthy" or why
+        not; otherwise what Docker's slow health checks last said.
+        """
         rows = {r.get("Service"): r for r in self.compose.ps()} if self.compose.env_file.exists() else {}
         wanted = set(SERVICES[:5]) | {s for d in self.settings.designs for s in DESIGN_SERVICES[d]}
+        serving = readiness.check(self, dc) if dc is not None and rows else {}
         table = []
         for name in SERVICES:
             row = rows.get(name, {})
@@ -349,8 +356,10 @@ class Stack:
                 continue
             ports = sorted({f"{p['URL']}:{p['PublishedPort']}->{p['TargetPort']}"
                             for p in (row.get("Publishers") or []) if p.get("PublishedPort")})
-            table.append({"service": name, "state": row.get("State", "absent"),
-                          "health": row.get("Health", "") or "-", "ports": ports})
+            health = row.get("Health", "") or "-"
+            if name in serving:
+                health = serving[name] or "healthy"
+            table.append({"service": name, "state": row.get("State", "absent"), "health": health, "ports": ports})
         return table
 
     def nlb_port(self) -> int:
@@ -373,16 +382,19 @@ class Stack:
         """Host port of a backend's diagnostic listener (TLS, no PROXY protocol)."""
         return self.compose.port(backend, DIRECT_PORT)
 
-    def _failure_report(self, exc: CommandFailed, removed: bool) -> str:
-        try:
-            rows = self.services()
-        except CommandFailed:
-            rows = []
-        bad = [r["service"] for r in rows if r["state"] != "running" or r["health"] not in ("healthy", "-")]
+    def _failure_report(self, exc, removed: bool) -> str:
+        if isinstance(exc, readiness.NotReady):
+            bad, last = sorted(exc.reasons), [str(exc)]
+        else:
+            try:
+                rows = self.services()
+            except CommandFailed:
+                rows = []
+            bad = [r["service"] for r in rows if r["state"] != "running" or r["health"] not in ("healthy", "-")]
+            last = exc.stdout.strip().splitlines()[-1:] or [str(exc)]
         logs = self.compose.logs(*bad, tail=15) if bad else ""
-        last = exc.stdout.strip().splitlines()[-1:] or [str(exc)]
         detail = f"; last log lines:\n{logs.strip()}" if logs.strip() else ""
         aftermath = ("everything it had started was removed (`lab up --keep-on-failure` keeps it "
                      "for `lab logs`)" if removed else "left as it is: see `lab logs`, then `lab down`")
-        return (f"{self.settings.project} failed to start ({last[0]}); not healthy: "
+        return (f"{self.settings.project} failed to start ({last[0]}); not serving: "
                 f"{', '.join(bad) or 'unknown'}; {aftermath}{detail}")

@@ -53,10 +53,10 @@ def stick_tables(stack: Stack, running: set) -> dict:
     return tables
 
 
-def collect(stack: Stack) -> dict:
+def collect(stack: Stack, dc=None) -> dict:
     """Everything `lab status` shows, as one dict (the --json output)."""
     s = stack.settings
-    services = stack.services()
+    services = stack.services(dc)
     running = {r["service"] for r in services if r["state"] == "running"}
     designs_up = [name for name, d in DESIGNS.items() if d.service in running]
     cert_rows = certificates(s.certs_dir)
