@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import docker
@@ -106,7 +107,8 @@ def image_refs(dc: docker.DockerClient) -> dict:
 
 def ensure_images(dc: docker.DockerClient, ui, *, rebuild: bool = False, pull: bool = True,
                   bootstrap: bool = True) -> dict:
-    """Base image first, then every role image that is missing (or all, with ``rebuild``).
+    """Base image first, then every role image that is missing (or all, with ``rebuild``),
+    built side by side: their slow part is apt fetching and unpacking, not the CPU.
 
     Returns:
         role -> image reference, for compose.
@@ -116,32 +118,35 @@ def ensure_images(dc: docker.DockerClient, ui, *, rebuild: bool = False, pull: b
     """
     ensure_base(dc, ui, pull=pull, bootstrap=bootstrap)
     refs = image_refs(dc)
-    for role, ref in refs.items():
-        if not rebuild and _image_id(dc, ref):
-            continue
-        _build(dc, ui, role, ref, nocache=rebuild)
+    missing = {role: ref for role, ref in refs.items() if rebuild or not _image_id(dc, ref)}
+    if not missing:
+        return refs
+    with ui.task(f"Building {', '.join(missing.values())}") as task:
+        with ThreadPoolExecutor(max_workers=len(missing)) as pool:
+            builds = [pool.submit(_build, dc, role, ref, rebuild, task) for role, ref in missing.items()]
+            for build in builds:
+                build.result()  # the first failure, with its image named
     return refs
 
 
-def _build(dc: docker.DockerClient, ui, role: str, ref: str, nocache: bool) -> None:
+def _build(dc: docker.DockerClient, role: str, ref: str, nocache: bool, task) -> None:
     repo, tag = ref.rsplit(":", 1)
-    with ui.task(f"Building {ref}") as task:
-        tail: list[str] = []
-        try:
-            events = dc.api.build(path=str(ROLES[role]), tag=ref, rm=True, forcerm=True,
-                                  pull=False, nocache=nocache, decode=True)
-            for event in events:
-                if "error" in event:
-                    raise ImageError(f"building {ref} failed: {event['error'].strip()}"
-                                     f"{_tail(tail)}")
-                for line in str(event.get("stream", "")).splitlines():
-                    tail = (tail + [line])[-8:]
-                    task.line(line)
-                    if line.startswith("Step "):
-                        task.advance()
-        except docker.errors.APIError as exc:
-            raise ImageError(f"building {ref} failed: {exc.explanation or exc}") from exc
-        dc.images.get(ref).tag(repo, "latest")
+    tail: list[str] = []
+    try:
+        events = dc.api.build(path=str(ROLES[role]), tag=ref, rm=True, forcerm=True,
+                              pull=False, nocache=nocache, decode=True)
+        for event in events:
+            if "error" in event:
+                raise ImageError(f"building {ref} failed: {event['error'].strip()}"
+                                 f"{_tail(tail)}")
+            for line in str(event.get("stream", "")).splitlines():
+                tail = (tail + [line])[-8:]
+                task.line(f"{role}: {line}")
+                if line.startswith("Step "):
+                    task.advance()
+    except docker.errors.APIError as exc:
+        raise ImageError(f"building {ref} failed: {exc.explanation or exc}") from exc
+    dc.images.get(ref).tag(repo, "latest")
 
 
 def _tail(lines: list[str]) -> str:
