@@ -130,9 +130,11 @@ def memory_mb(dc, project: str) -> dict:
 
 def _machine_jiffies() -> tuple[int, int]:
     """(busy, total) CPU time of the whole machine so far, from /proc/stat."""
-    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
-    return sum(fields) - idle, sum(fields)
+    # user nice system idle iowait irq softirq steal (guest time is already in user and nice)
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    total = sum(fields)
+    not_busy = fields[3] + fields[4] + (fields[7] if len(fields) > 7 else 0)  # idle, iowait, steal
+    return total - not_busy, total
 
 
 def idle_cpu(dc, project: str, seconds: float) -> dict:

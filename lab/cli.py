@@ -192,7 +192,14 @@ def certs(obj, force, key_type, p12, p12_password, legacy):
     else:
         obj.ui.ok(f"{_rel(report.root)} is complete and current ({report.key_type}); "
                   "`lab certs --force` renews it")
-    if p12 or legacy or p12_password:
+    bundles_dir = s.certs_dir / "p12"
+    if report.issued and bundles_dir.exists() and not (p12 or legacy):
+        import shutil
+
+        shutil.rmtree(bundles_dir)  # they held the certificates just replaced
+        obj.ui.warn(f"removed {_rel(bundles_dir)}: its bundles held replaced certificates; "
+                    "`lab certs --p12` writes new ones")
+    if p12 or legacy:
         from .p12 import DEFAULT_PASSWORD, write_bundles
 
         bundles = write_bundles(s.certs_dir, p12_password or DEFAULT_PASSWORD, legacy=legacy)

@@ -122,10 +122,13 @@ def ensure_images(dc: docker.DockerClient, ui, *, rebuild: bool = False, pull: b
     if not missing:
         return refs
     with ui.task(f"Building {', '.join(missing.values())}") as task:
-        with ThreadPoolExecutor(max_workers=len(missing)) as pool:
+        pool = ThreadPoolExecutor(max_workers=len(missing))
+        try:
             builds = [pool.submit(_build, dc, role, ref, rebuild, task) for role, ref in missing.items()]
             for build in builds:
                 build.result()  # the first failure, with its image named
+        finally:  # on a failure or Ctrl-C, start no build that has not begun
+            pool.shutdown(wait=False, cancel_futures=True)
     return refs
 
 

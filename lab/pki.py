@@ -31,6 +31,9 @@ class KeyType(str, enum.Enum):
     EC = "ec"    # P-256
     RSA = "rsa"  # 2048 bits
 
+    def __str__(self) -> str:  # "ec" in messages and f-strings, as the plain string would be
+        return self.value
+
 
 KEY_TYPES = tuple(k.value for k in KeyType)
 ORGANIZATION = "mTLS Lab"

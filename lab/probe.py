@@ -178,6 +178,9 @@ class RuntimeAPI:
         except PermissionError:
             raise StackError(f"{self.path} belongs to the user who started the lab: run `lab` as "
                              "that user (or with sudo)") from None
+        except OSError as exc:  # a timeout, a reset: a worker starting or stopping
+            raise StackError(f"the runtime API at {self.path} failed ({type(exc).__name__}): "
+                             "see `lab status`, `lab logs`") from None
         return b"".join(chunks).decode()
 
     def stick_table(self, table: str = "web") -> dict:
@@ -206,7 +209,8 @@ class RuntimeAPI:
         for line in lines[1:]:
             row = dict(zip(header, line.split(",")))
             if row.get("pxname") == backend and row.get("svname") not in ("FRONTEND", "BACKEND"):
-                checks[row["svname"]] = (row.get("status", ""), row.get("check_status", ""))
+                # "* L7OK": a check is running right now; the last result is what follows
+                checks[row["svname"]] = (row.get("status", ""), row.get("check_status", "").removeprefix("* "))
         return checks
 
     def wait_up(self, names=None, timeout: float = 15, backend: str = "web") -> None:

@@ -16,16 +16,19 @@ checks (every 60 s) for `docker ps`.
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 
+import docker.errors
 import requests
 
 from . import probe
 from .designs import DESIGN_SERVICES
-from .errors import StackError
+from .errors import LabError, StackError
 
 BASE_SERVICES = ("nlb", "web1", "web2", "sorry", "client")
 PASSED = ("L4OK", "L6OK", "L7OK")
+CHECK_TIMEOUT_S = 1.0  # `timeout check` in haproxy/base.cfg.j2
 # Each load balancer's backends, whose servers are the lab's web services.
 LB_BACKENDS = {
     "nlb": ("web",),
@@ -45,6 +48,8 @@ def expected(stack) -> list[str]:
 
 def check(stack, dc, known_ready: set | None = None) -> dict[str, str]:
     """One look at every expected service: service -> "" when it serves, else why not.
+    A reason starting with "held:" is a server the operator put in MAINT or DRAIN: it
+    serves, and does not keep `lab up` waiting.
 
     ``known_ready``: services already seen ready whose costlier probe (a `docker exec`)
     need not run again.
@@ -57,40 +62,86 @@ def check(stack, dc, known_ready: set | None = None) -> dict[str, str]:
         if row.get("State") != "running":
             reasons[svc] = f"{row.get('State') or 'not created'}" + (
                 f" (exit code {row['ExitCode']})" if row.get("State") == "exited" else "")
+    started = _started(dc, stack.settings.project)
+    vouched: set = set()
     for lb, backends in LB_BACKENDS.items():
         if lb not in reasons or reasons[lb]:
             continue
         try:
             api = stack.runtime_api(lb, timeout=1)
             checks = {backend: api.server_checks(backend) for backend in backends}
-        except StackError:
-            reasons[lb] = "its runtime API does not answer yet"
+        except StackError as exc:
+            reasons[lb] = f"its runtime API does not answer yet ({exc})"
             continue
         for backend, servers in checks.items():
             if not servers:
                 reasons[lb] = f"backend {backend} has no servers"
             for server, (status, last) in servers.items():
-                if server in reasons and not reasons[server] and (status != "UP" or last not in PASSED):
+                if server not in reasons or reasons[server]:
+                    continue
+                vouched.add(server)
+                if status.startswith(("MAINT", "DRAIN")):
+                    reasons[server] = f"held: {status} at {lb} (`lab fault restore`)"
+                elif status != "UP" or last not in PASSED:
                     reasons[server] = f"{status} at {lb} (last check {last or '-'})"
+                elif _newer_than_checks(stack, started, server, lb):
+                    reasons[server] = f"restarted; waiting for {lb} to check the new container"
+    for server in ("web1", "web2", "sorry"):
+        if server in reasons and not reasons[server] and server not in vouched:
+            reasons[server] = "not checked: no load balancer answers"
     if "client" in reasons and not reasons["client"] and "client" not in known_ready:
-        container = probe.compose_container(dc, stack.settings.project, "client")
-        if container.exec_run(["test", "-f", "/run/lab-client-ready"])[0] != 0:
-            reasons["client"] = "still adding its source addresses"
+        try:
+            container = probe.compose_container(dc, stack.settings.project, "client")
+            if container.exec_run(["test", "-f", "/run/lab-client-ready"])[0] != 0:
+                reasons["client"] = "still adding its source addresses"
+        except (docker.errors.APIError, LabError) as exc:
+            reasons["client"] = f"cannot be asked ({exc})"
     if "alb" in reasons and not reasons["alb"]:
-        reasons.update(_through_the_alb(stack, reasons))
+        for svc, why in _through_the_alb(stack, reasons).items():
+            if not reasons.get(svc):  # an exited service keeps its own, better reason
+                reasons[svc] = why
     return reasons
 
 
-def _through_the_alb(stack, reasons: dict) -> dict:
-    """The WAF (every ALB request crosses it) and the verifier (passthrough asks it)."""
+def _started(dc, project: str) -> dict:
+    """service -> when its container started (Docker's clock, UTC)."""
     found = {}
+    try:
+        for container in dc.containers.list(filters={"label": f"com.docker.compose.project={project}"}):
+            stamp = container.attrs.get("State", {}).get("StartedAt", "")
+            try:  # "2026-11-29T22:01:02.123456789Z": keep microseconds
+                found[container.labels.get("com.docker.compose.service")] = dt.datetime.strptime(
+                    stamp[:26].rstrip("Z"), "%Y-%m-%dT%H:%M:%S.%f").replace(tzinfo=dt.timezone.utc)
+            except ValueError:
+                continue
+    except docker.errors.APIError:
+        pass
+    return found
+
+
+def _newer_than_checks(stack, started: dict, server: str, lb: str) -> bool:
+    """A target recreated while its load balancer kept running: the check HAProxy passed may
+    have been the old container's, until one full check round has run since the new one
+    started."""
+    if server not in started or lb not in started or started[server] <= started[lb]:
+        return False
+    round_s = stack.settings.check_inter_seconds + CHECK_TIMEOUT_S
+    return (dt.datetime.now(dt.timezone.utc) - started[server]).total_seconds() < round_s
+
+
+def _through_the_alb(stack, reasons: dict) -> dict:
+    """The WAF (every ALB request crosses it) and the verifier (passthrough asks it); asked
+    only when the targets serve, so a missing target is not blamed on them."""
+    found = {}
+    if any(reasons.get(s) for s in ("web1", "web2")):
+        return found
     certs_dir = stack.settings.certs_dir
     try:
         with probe.session(certs_dir, None) as s:
             answer = s.get(f"https://localhost:{stack.design_port('alb')}/healthz", timeout=2)
-        if not answer.headers.get("X-Backend"):
+        if answer.headers.get("X-Backend") not in ("web1", "web2"):
             found["alb-waf"] = f"the ALB answered {answer.status_code} without reaching a target"
-    except (requests.RequestException, StackError) as exc:
+    except (requests.RequestException, LabError) as exc:
         found["alb-waf"] = f"no answer through the ALB ({type(exc).__name__})"
     if "verifier" in reasons and not reasons["verifier"] and not found:
         try:
@@ -99,7 +150,7 @@ def _through_the_alb(stack, reasons: dict) -> dict:
                                timeout=2)
             if answer.status_code != 200:
                 found["verifier"] = f"a valid chain got {answer.status_code} through ALB passthrough"
-        except (requests.RequestException, StackError) as exc:
+        except (requests.RequestException, LabError) as exc:
             found["verifier"] = f"no answer through ALB passthrough ({type(exc).__name__})"
     return found
 
@@ -115,8 +166,8 @@ def wait(stack, dc, timeout: float, on_line=None) -> None:
     reasons: dict = {}
     while True:
         reasons = check(stack, dc, ready)
-        ready = {svc for svc, why in reasons.items() if not why}
-        waiting = {svc: why for svc, why in reasons.items() if why}
+        ready = {svc for svc, why in reasons.items() if not why or why.startswith("held:")}
+        waiting = {svc: why for svc, why in reasons.items() if svc not in ready}
         if not waiting:
             return
         exited = {svc: why for svc, why in waiting.items() if why.startswith(("exited", "dead"))}

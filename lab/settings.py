@@ -321,6 +321,11 @@ class Settings:
         return self._host(self.internet_subnet, CLIENT_HOST)
 
     @property
+    def check_inter_seconds(self) -> float:
+        """LAB_CHECK_INTER in seconds."""
+        return (_time_ms(self.check_inter) or 1000) / 1000
+
+    @property
     def client_pool(self) -> "ClientPool":
         """The client container's source addresses, by role."""
         return ClientPool(self.client_ip, tuple(self.client_extra_ips))

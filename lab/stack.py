@@ -232,7 +232,7 @@ class Stack:
                     self.settings = s = docker_env.repick_subnets(dc, s)
                     ui.warn(f"a subnet was taken meanwhile; retrying on {s.internet_subnet} and {s.vpc_subnet}")
                     self.prepare(ui, dc=dc)
-        except (CommandFailed, readiness.NotReady) as exc:
+        except (CommandFailed, StackError) as exc:  # compose failed, or something does not serve
             report = self._failure_report(exc, removed=not keep_on_failure)
             if not keep_on_failure:
                 try:
@@ -388,10 +388,12 @@ class Stack:
         else:
             try:
                 rows = self.services()
-            except CommandFailed:
+            except (CommandFailed, StackError):
                 rows = []
-            bad = [r["service"] for r in rows if r["state"] != "running" or r["health"] not in ("healthy", "-")]
-            last = exc.stdout.strip().splitlines()[-1:] or [str(exc)]
+            # Docker's own health is slow on purpose (every 60 s): what is not running is the news
+            bad = [r["service"] for r in rows if r["state"] != "running"]
+            out = getattr(exc, "stdout", "").strip()
+            last = out.splitlines()[-1:] or [str(exc)]
         logs = self.compose.logs(*bad, tail=15) if bad else ""
         detail = f"; last log lines:\n{logs.strip()}" if logs.strip() else ""
         aftermath = ("everything it had started was removed (`lab up --keep-on-failure` keeps it "

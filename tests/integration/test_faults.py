@@ -135,3 +135,31 @@ def _table_expiry_ms(api) -> int:
             api.command("clear table web key 192.0.2.250")
             return int(line.split("exp=")[1].split()[0])
     return 1 << 40
+
+
+def test_readiness_names_what_does_not_serve_and_why(faults, lab, docker_client):
+    """`lab up` and `lab status` ask the lab, not Docker: a stopped backend is named with its
+    state, a held one (maint) does not keep `lab up` waiting, and both come back."""
+    from lab import readiness
+
+    stack = lab.stack
+    # negative control: all serve (after an earlier test's reload, HAProxy's new worker has
+    # not checked anything yet: "UP ... (last check INI)" is not serving, for a second)
+    readiness.wait(stack, docker_client, timeout=15)
+    assert set(readiness.check(stack, docker_client).values()) == {""}
+    faults.inject("maint", "web2")
+    try:
+        reasons = readiness.check(stack, docker_client)
+        assert reasons["web2"].startswith("held: MAINT at nlb")
+        readiness.wait(stack, docker_client, timeout=5)  # held is not waited for
+    finally:
+        faults.restore("maint", "web2")
+    faults.inject("stop", "web1")
+    try:
+        reasons = readiness.check(stack, docker_client)
+        assert reasons["web1"].startswith("exited"), reasons
+        assert {svc for svc, why in reasons.items() if why} == {"web1"}
+    finally:
+        faults.restore("stop", "web1")
+    readiness.wait(stack, docker_client, timeout=30)
+    assert set(readiness.check(stack, docker_client).values()) == {""}
