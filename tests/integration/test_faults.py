@@ -154,6 +154,7 @@ def test_readiness_names_what_does_not_serve_and_why(faults, lab, docker_client)
         readiness.wait(stack, docker_client, timeout=5)  # held is not waited for
     finally:
         faults.restore("maint", "web2")
+    readiness.wait(stack, docker_client, timeout=15)  # out of maint, web2 must pass `rise` checks again
     faults.inject("stop", "web1")
     try:
         reasons = readiness.check(stack, docker_client)
