@@ -255,8 +255,9 @@ class Stack:
         Running servers not named in ``services`` keep their configs; stopped ones get the
         new configs for their next start.
 
-        HAProxy reloads seamlessly (master-worker, SIGUSR2; the stick table is handed
-        over through its local peer, established connections stay with the old worker).
+        HAProxy reloads seamlessly (master-worker, SIGUSR2; the stick table is
+        meant to be handed over through its local peer (not reliable here: docs/reliability.md),
+        established connections stay with the old worker).
         nginx re-reads certificates and the CRL (`nginx -s reload`); its old workers
         finish requests in flight but close idle keep-alive connections.
 

@@ -99,7 +99,9 @@ def test_every_backend_down_gives_the_sorry_page_and_it_is_never_pinned(faults, 
 def test_reload_under_load_loses_nothing(faults, lab):
     r = run(faults, "reload", "web1", lab.settings.client_extra_ips)
     assert r["failed"] == 0 and r["sorry_page"] == 0
-    assert r["pinned_after"] == r["pinned_before"]  # the stick table survived (local peer)
+    # Pins are not compared: the stick table does not reliably survive a reload here (see
+    # docs/reliability.md, "Reloads and the stick table"); this test used to compare them
+    # and passed only because round-robin often re-pins clients where they were.
 
 
 def test_reload_with_a_config_change_keeps_an_established_connection(lab, docker_client, runtime_api):
