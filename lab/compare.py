@@ -208,6 +208,8 @@ def probe_design(stack: Stack, client: Client) -> dict:
     elif len(same_ip) < 5:
         sticky = f"unknown: {5 - len(same_ip)} of 5 requests were not served by a backend"
     elif len(set(same_ip)) == 1:
+        # the probe addresses' own pins (from earlier runs) would decide for them: forget them
+        stack.runtime_api(DESIGNS[client.design].service).forget(other_sources)
         spread = set(backends(client.get("bob", ip) for ip in other_sources))
         sticky = "source IP" if len(spread) > 1 else "source IP (all probes landed on one backend)"
     else:

@@ -196,6 +196,11 @@ class RuntimeAPI:
     def clear_table(self, table: str = "web") -> None:
         self.command(f"clear table {table}")
 
+    def forget(self, addresses, table: str = "web") -> None:
+        """Drop the pins of these source addresses only (the next request is balanced afresh)."""
+        for address in addresses:
+            self.command(f"clear table {table} key {address}")
+
     def server_states(self, backend: str = "web") -> dict:
         """server name -> "UP"/"DOWN"/"MAINT"..., from `show stat`."""
         return {name: status for name, (status, _) in self.server_checks(backend).items()}
