@@ -192,9 +192,10 @@ def nginx_conf(settings: Settings, name: str, env: jinja2.Environment | None = N
 
 
 def _mounted(settings: Settings) -> list[Path]:
-    """The certificate files the servers load (a change needs a reload to take effect)."""
+    """The certificate files the servers load (a change needs a reload to take effect); a key
+    is renewed with its certificate, so the certificates stand for them."""
     lay = Layout(Path(settings.certs_dir))
-    return [lay.ca_cert, lay.crl, lay.server_cert, lay.server_key, lay.health_cert, lay.health_pem]
+    return [lay.ca_cert, lay.crl, lay.server_cert, lay.health_cert]
 
 
 def _generation(settings: Settings) -> str:
@@ -297,9 +298,7 @@ def render(settings: Settings, images: dict, staged: bool = False, owner: tuple 
         write_file(path, data)
     for path, data in every.items():
         write_file(_staged(path) if staged else path, data)
-    for mounted in (lay.server_cert, lay.health_cert):
-        if mounted.exists():
-            digest.update(mounted.read_bytes())
+    # every rendered config carries the generation, which covers the mounted certificates
     config_hash = digest.hexdigest()[:16]
     variables = compose_env(settings, images, config_hash)
     rendered = Rendered(build, build / "compose.env", variables, config_hash, gen,

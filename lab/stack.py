@@ -51,7 +51,8 @@ HAPROXY_CFG = "/etc/haproxy/lab/haproxy.cfg"
 def _nginx_generation(container, service: str = "web1") -> str:
     """The X-Lab-Config header an nginx container answers its own health check with."""
     if service == "alb-waf":
-        argv = ["curl", "-s", "--max-time", "2", "-o", "/dev/null", "-D", "-", "http://127.0.0.1:10080/waf-healthz"]
+        argv = ["curl", "-s", "--max-time", "2", "-o", "/dev/null", "-D", "-",
+                f"http://127.0.0.1:{render.WAF_PORT}/waf-healthz"]
     else:
         argv = ["curl", "-sk", "--max-time", "2", "-o", "/dev/null", "-D", "-", "--haproxy-protocol",
                 "https://127.0.0.1:443/healthz"]
