@@ -1,62 +1,194 @@
-"""The load-balancer designs the lab can put in front of the same backends.
+"""The lab's topology as records: the load balancers, the designs (listeners) each offers,
+and the services every design shares.
 
-Each design is one listener of a load balancer service, started by a compose profile
-(the NLB always runs: it is the seed's answer and the baseline to compare against).
+One record per concept: a load balancer's service, addresses, template and companions live
+in its `LoadBalancer`; a design's port, what it verifies and what it forwards in its
+`Design`. Settings, rendering (the HAProxy and nginx configs and the compose file), status,
+readiness and compare derive from these records, and each default is written here once.
+Adding a design is a record here and its templates (docs/architecture.md).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .errors import SettingsError
 
 
 @dataclass(frozen=True)
 class Design:
-    """One front end: where it listens and what it stands for."""
+    """One front end: a listener of a load balancer, and what it stands for.
+
+    ``mode`` is how the listener treats the client certificate, read by its load balancer's
+    template: "passthrough" (TCP, TLS untouched), "off" (TLS ends here, no certificate
+    asked), "verify" (checked here), "chain" (asked, not checked, forwarded whole),
+    "required"/"optional" (CloudFront's viewer mTLS modes).
+    """
 
     name: str             # the compose profile (and `lab up --design` value)
-    service: str          # the compose service of its load balancer
-    port_var: str         # host port setting
-    default_port: int
+    port_setting: str     # host port setting
+    host_port: int        # its default
     container_port: int
+    mode: str
+    target: BackendListener  # where on the backends it hands clients over
     summary: str
-    terminates_tls: bool  # where TLS ends: at the load balancer, or on the backends
+    verifies: str         # where the client certificate is checked
+    forwards: str         # what the target learns of the client
+    service: str = ""     # its load balancer's compose service (set from the LoadBalancer)
+
+    @property
+    def terminates_tls(self) -> bool:
+        """Where TLS ends: at the load balancer, or on the backends."""
+        return self.mode != "passthrough"
 
 
-DESIGNS = {d.name: d for d in (
-    Design("nlb", "nlb", "LAB_NLB_PORT", 8443, 443,
-           "NLB with a TCP listener: TLS passes through, the backends verify the client (the seed's answer)",
-           terminates_tls=False),
-    Design("alb", "alb", "LAB_ALB_PORT", 8450, 8450,
-           "ALB terminating TLS, mutual TLS off (the seed's starting point): the certificate never reaches the backends",
-           terminates_tls=True),
-    Design("alb-mtls-verify", "alb", "LAB_ALB_VERIFY_PORT", 8451, 8451,
-           "ALB mutual TLS, verify mode (2023): the ALB checks, the backends read X-Amzn-Mtls-* headers",
-           terminates_tls=True),
-    Design("alb-mtls-passthrough", "alb", "LAB_ALB_PASSTHROUGH_PORT", 8452, 8452,
-           "ALB mutual TLS, passthrough (2023): the ALB forwards the chain, the backends verify it",
-           terminates_tls=True),
-    Design("nlb-tls-mtls", "nlb-tls", "LAB_NLB_TLS_PORT", 8453, 443,
-           "NLB TLS listener with mutual TLS verify (2026): the NLB checks, the client IP is kept",
-           terminates_tls=True),
+@dataclass(frozen=True)
+class LoadBalancer:
+    """A load balancer service: its addresses, config template and what runs beside it."""
+
+    service: str
+    template: str              # its HAProxy config, under haproxy/
+    internet_host: int         # host numbers in the internet and vpc subnets
+    vpc_host: int
+    alias: str                 # its name on the internet network
+    designs: tuple
+    summary: str
+    always_on: bool = False    # runs whatever designs are chosen (the NLB: the seed's answer)
+    waf: bool = False          # a WAF (nginx + ModSecurity) in its network namespace: "<service>-waf"
+    verifier: bool = False     # its targets ask the chain verifier
+    source_sticky: bool = False  # a stick table by client address (`lab status` shows it)
+    check_backend: str = "web"   # the HAProxy backend whose checks vouch for the targets
+
+    @property
+    def terminates_tls(self) -> bool:
+        return any(d.terminates_tls for d in self.designs)
+
+    @property
+    def companions(self) -> tuple:
+        """The services it runs besides itself."""
+        return ((f"{self.service}-waf",) if self.waf else ()) + (("verifier",) if self.verifier else ())
+
+    @property
+    def services(self) -> tuple:
+        return (self.service,) + self.companions
+
+
+@dataclass(frozen=True)
+class IdentityHeaders:
+    """The HTTP headers in which a load balancer that verified the client tells the targets
+    who it is (the targets believe them from that load balancer's address only)."""
+
+    subject: str
+    issuer: str
+    serial: str
+    validity: str
+    leaf: str = ""   # the leaf certificate (URL-encoded PEM), where the load balancer sends it
+
+
+@dataclass(frozen=True)
+class BackendListener:
+    """A listener on web1/web2: one per way a load balancer hands over a client."""
+
+    name: str        # as /whoami reports it ("listener")
+    port: int        # container side
+    identity: str    # how this listener learns who the client is
+    headers: IdentityHeaders | None = None  # identity in headers, believed from one load balancer
+
+
+# The backends' TLS listeners: 443 takes PROXY v2 + TLS (the NLB), the diagnostic one the
+# same without PROXY protocol (published on the host's loopback only, and the plain ALB's).
+TLS_LISTENER = BackendListener("tls", 443, "TLS, verified by the backend")
+DIRECT_LISTENER = BackendListener("direct", 8443, "TLS, verified by the backend")
+RENDER_PORT = 8447  # the backends' loopback helper that renders the verifier's answers
+
+
+@dataclass(frozen=True)
+class Backend:
+    """A target (or the sorry page): its vpc address and its diagnostic port on the host."""
+
+    name: str
+    vpc_host: int
+    port_setting: str = ""
+    host_port: int = 0
+
+
+BACKENDS = {b.name: b for b in (
+    Backend("web1", 11, "LAB_WEB1_PORT", 8441),
+    Backend("web2", 12, "LAB_WEB2_PORT", 8442),
 )}
-OPTIONAL = tuple(name for name in DESIGNS if name != "nlb")
-# Profiles of the services that only some designs need.
-ALB_DESIGNS = ("alb", "alb-mtls-verify", "alb-mtls-passthrough")
-# The compose services each design runs (besides the backends, sorry page and client).
-DESIGN_SERVICES = {
-    "nlb": ("nlb",),
-    **{name: ("alb", "alb-waf", "verifier") for name in ALB_DESIGNS},
-    "nlb-tls-mtls": ("nlb-tls",),
-}
+SORRY = Backend("sorry", 13)
+VERIFIER = Backend("verifier", 14)
+CLIENT_HOST = 20          # the client container's primary address (internet side)
+CLIENT_EXTRA_FIRST = 100  # its extra source addresses start here
+
+
+ALB_HEADERS = BackendListener("alb-headers", 8444, "X-Amzn-Mtls-* headers", IdentityHeaders(
+    subject="X-Amzn-Mtls-Clientcert-Subject", issuer="X-Amzn-Mtls-Clientcert-Issuer",
+    serial="X-Amzn-Mtls-Clientcert-Serial-Number", validity="X-Amzn-Mtls-Clientcert-Validity",
+    leaf="X-Amzn-Mtls-Clientcert-Leaf"))
+
+LOAD_BALANCERS = {lb.service: lb for lb in (
+    LoadBalancer(
+        "nlb", "haproxy/nlb.cfg.j2", 10, 10, "www.lab.test", always_on=True, source_sticky=True,
+        summary="HAProxy in TCP mode with source-IP stickiness and PROXY protocol v2 (an AWS NLB)",
+        designs=(Design(
+            "nlb", "LAB_NLB_PORT", 8443, 443, "passthrough", TLS_LISTENER,
+            "NLB with a TCP listener: TLS passes through, the backends verify the client (the seed's answer)",
+            verifies="backend nginx, TLS", forwards="TLS untouched; client address by PROXY v2"),)),
+    LoadBalancer(
+        "alb", "haproxy/alb.cfg.j2", 11, 21, "alb.lab.test", waf=True, verifier=True,
+        check_backend="targets_alb",
+        summary="HAProxy in HTTP mode with cookie stickiness and X-Forwarded-For (an AWS ALB), a WAF beside it",
+        designs=(
+            Design("alb", "LAB_ALB_PORT", 8450, 8450, "off", DIRECT_LISTENER,
+                   "ALB terminating TLS, mutual TLS off (the seed's starting point): the certificate "
+                   "never reaches the backends",
+                   verifies="nowhere", forwards="X-Forwarded-For"),
+            Design("alb-mtls-verify", "LAB_ALB_VERIFY_PORT", 8451, 8451, "verify", ALB_HEADERS,
+                   "ALB mutual TLS, verify mode (2023): the ALB checks, the backends read X-Amzn-Mtls-* headers",
+                   verifies="load balancer", forwards="X-Amzn-Mtls-Clientcert-* headers, X-Forwarded-For"),
+            Design("alb-mtls-passthrough", "LAB_ALB_PASSTHROUGH_PORT", 8452, 8452, "chain",
+                   BackendListener("alb-chain", 8445, "chain header, verified by backend"),
+                   "ALB mutual TLS, passthrough (2023): the ALB forwards the chain, the backends verify it",
+                   verifies="backend (the chain verifier)", forwards="X-Amzn-Mtls-Clientcert, X-Forwarded-For"),
+        )),
+    LoadBalancer(
+        "nlb-tls", "haproxy/nlb.cfg.j2", 12, 22, "nlb-tls.lab.test", source_sticky=True,
+        summary="HAProxy terminating TLS with client verification, source-IP stickiness, PROXY v2 to the targets",
+        designs=(Design(
+            "nlb-tls-mtls", "LAB_NLB_TLS_PORT", 8453, 443, "verify",
+            BackendListener("nlb-tls", 8446, "verified by the load balancer; not forwarded"),
+            "NLB TLS listener with mutual TLS verify (2026): the NLB checks, the client IP is kept",
+            verifies="load balancer", forwards="client address by PROXY v2; the identity is not forwarded"),)),
+)}
+
+DESIGNS = {d.name: replace(d, service=lb.service) for lb in LOAD_BALANCERS.values() for d in lb.designs}
+# Every backend listener, by name (each design's target, and the diagnostic one).
+BACKEND_LISTENERS = {l.name: l for l in (TLS_LISTENER, DIRECT_LISTENER, *(d.target for d in DESIGNS.values()))}
+# The designs a user can add to the always-on ones.
+OPTIONAL = tuple(name for name, d in DESIGNS.items() if not LOAD_BALANCERS[d.service].always_on)
+# The shared services, in `lab status` order: the always-on load balancers, the targets, the client.
+BASE_SERVICES = (*(lb.service for lb in LOAD_BALANCERS.values() if lb.always_on),
+                 *BACKENDS, SORRY.name, "client")
+SERVICES = BASE_SERVICES + tuple(dict.fromkeys(
+    s for lb in LOAD_BALANCERS.values() if not lb.always_on for s in lb.services))
+# The services each design runs (besides the shared ones).
+DESIGN_SERVICES = {name: LOAD_BALANCERS[d.service].services for name, d in DESIGNS.items()}
+# The host port settings, with their defaults: every design's listener and each backend's
+# diagnostic listener.
+PORT_SETTINGS = {**{d.port_setting: d.host_port for d in DESIGNS.values()},
+                 **{b.port_setting: b.host_port for b in BACKENDS.values()}}
+
+
+def load_balancer(design: str) -> LoadBalancer:
+    return LOAD_BALANCERS[DESIGNS[design].service]
 
 
 def parse(raw: str) -> tuple[str, ...]:
     """LAB_DESIGNS ("alb,nlb-tls-mtls", "all" or "") -> the optional designs to run.
 
     Raises:
-        ValueError: naming an unknown design and the known ones.
+        SettingsError: naming an unknown design and the known ones.
     """
     names = [n.strip() for n in raw.replace(" ", ",").split(",") if n.strip()]
     if names == ["all"]:

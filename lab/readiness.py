@@ -23,18 +23,14 @@ import docker.errors
 import requests
 
 from . import probe
-from .designs import DESIGN_SERVICES
+from .designs import BASE_SERVICES, DESIGN_SERVICES, LOAD_BALANCERS
 from .errors import LabError, StackError
 
-BASE_SERVICES = ("nlb", "web1", "web2", "sorry", "client")
 PASSED = ("L4OK", "L6OK", "L7OK")
 CHECK_TIMEOUT_S = 1.0  # `timeout check` in haproxy/base.cfg.j2
-# Each load balancer's backends, whose servers are the lab's web services.
-LB_BACKENDS = {
-    "nlb": ("web",),
-    "nlb-tls": ("web",),
-    "alb": ("targets_alb",),  # the ALB's other target groups follow its checks (`track`)
-}
+# Each load balancer's backend whose checks vouch for the targets (an ALB's other target
+# groups follow its first one's checks: `track`).
+LB_BACKENDS = {lb.service: (lb.check_backend,) for lb in LOAD_BALANCERS.values()}
 
 
 def expected(stack) -> list[str]:

@@ -6,7 +6,8 @@ Output goes to build/<project>/ (git-ignored), which compose mounts read-only:
     nginx/<name>/nginx.conf    from nginx/backend.conf.j2, sorry.conf.j2 or waf.conf.j2
     trust/ca.pem, crl.pem      the public trust material (a folder mount: reloads see it)
     run/<lb>/                  the load balancers' control sockets (runtime API, stats page)
-    compose.env                the variables compose/compose.yaml reads
+    compose.yaml               the topology, from compose/compose.yaml.j2 and lab/designs.py
+    compose.env                the project, its profiles and what `lab` reads back
 
 `render(..., staged=True)` writes the service configs as `<file>.new` and returns them
 uncommitted, so `lab reload` can have each server check its new config before any of
@@ -24,25 +25,31 @@ import jinja2
 
 from .certs import HEALTH_CN, SERVER_NAME, Layout
 from .pki import write_file
-from .designs import DESIGNS
-from . import resources
-from .settings import BACKEND_PORTS, BACKENDS, DIRECT_PORT, Settings
+from . import designs, resources
+from .designs import BACKEND_LISTENERS, LOAD_BALANCERS, RENDER_PORT
+from .settings import BACKENDS, Settings
 
 BANNER = "Rendered by `lab` from {template}: edit the template, not this file."
-COMPOSE_FILE = resources.path("compose", "compose.yaml")
-LOAD_BALANCERS = ("nlb", "nlb-tls", "alb")
+COMPOSE_TEMPLATE = "compose/compose.yaml.j2"
 ADMIN_DIR = "/run/lab"  # where a load balancer's control sockets are, inside its container
 STAGED = ".new"
 
 
 def environment() -> jinja2.Environment:
     """The Jinja2 environment: templates addressed from the repository root."""
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(resources.ROOT)),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         autoescape=False,
     )
+    env.filters["nginx_var"] = nginx_var
+    return env
+
+
+def nginx_var(header: str) -> str:
+    """nginx's variable for a request header: X-Amzn-Mtls-Clientcert -> $http_x_amzn_mtls_clientcert."""
+    return "$http_" + header.lower().replace("-", "_")
 
 
 @dataclass
@@ -59,6 +66,8 @@ class Rendered:
     env: dict
     config_hash: str
     generation: str
+    compose_file: Path
+    compose_text: str
     staged: dict = field(default_factory=dict)
     previous_trust: dict = field(default_factory=dict)
 
@@ -72,6 +81,11 @@ class Rendered:
                 else:
                     _staged(path).unlink(missing_ok=True)
         self.staged = {}
+        self.write_topology()
+
+    def write_topology(self) -> None:
+        """The compose file and its env file (what `docker compose` reads)."""
+        write_file(self.compose_file, self.compose_text.encode())
         _write_env_file(self.env_file, self.env)
 
     def discard(self) -> None:
@@ -97,17 +111,7 @@ def _write_env_file(path: Path, variables: dict) -> None:
     write_file(path, "".join(f"{k}='{v}'\n" for k, v in variables.items()).encode())
 
 
-# The ALB's three listeners: (design, mTLS mode, bind options, backend listener port).
-ALB_LISTENERS = (
-    ("alb", "off", "", DIRECT_PORT),
-    ("alb-mtls-verify", "verify",
-     " verify required ca-file /etc/lab/trust/ca.pem crl-file /etc/lab/trust/crl.pem",
-     BACKEND_PORTS["alb_headers"]),
-    ("alb-mtls-passthrough", "passthrough",
-     " verify optional ca-file /etc/lab/trust/ca.pem ca-ignore-err all crt-ignore-err all no-tls-tickets",
-     BACKEND_PORTS["alb_chain"]),
-)
-WAF_PORT, INNER_PORT = 10080, 11080  # inside the ALB's network namespace, one pair per listener
+WAF_PORT, INNER_PORT = 10080, 11080  # inside a load balancer's network namespace, a pair per listener
 
 
 def _common(settings: Settings, template: str, generation: str, owner: tuple | None = None) -> dict:
@@ -125,68 +129,76 @@ def _common(settings: Settings, template: str, generation: str, owner: tuple | N
     }
 
 
-def alb_listeners() -> list[dict]:
-    """The ALB's listeners with the ports of their WAF hop and target group."""
-    return [{"name": design.replace("-", "_"), "design": design, "mode": mode,
-             "port": DESIGNS[design].container_port, "bind_opts": bind_opts,
-             "target_port": target_port, "waf_port": WAF_PORT + i, "inner_port": INNER_PORT + i}
-            for i, (design, mode, bind_opts, target_port) in enumerate(ALB_LISTENERS)]
+def listeners(service: str) -> list[dict]:
+    """A load balancer's listeners (its designs), with the ports of their WAF hop."""
+    return [{"name": d.name.replace("-", "_"), "design": d.name, "mode": d.mode, "port": d.container_port,
+             "target_port": d.target.port, "target": d.target, "waf_port": WAF_PORT + i, "inner_port": INNER_PORT + i}
+            for i, d in enumerate(LOAD_BALANCERS[service].designs)]
 
 
 def haproxy_cfg(settings: Settings, service: str = "nlb", env: jinja2.Environment | None = None,
                 generation: str = "", owner: tuple | None = None) -> str:
-    """haproxy.cfg of a load balancer service: "nlb", "nlb-tls" or "alb".
+    """haproxy.cfg of a load balancer service (lab/designs.py LOAD_BALANCERS).
 
     ``owner``: (uid, gid) inside the container that gets the control sockets (default: the
     user running `lab`, which is the same user on the host unless Docker runs rootless).
     """
+    if service not in LOAD_BALANCERS:
+        raise ValueError(f"unknown load balancer {service!r}: choose one of {', '.join(LOAD_BALANCERS)}")
+    lb = LOAD_BALANCERS[service]
     env = env or environment()
     generation = generation or _generation(settings)
-    if service == "alb":
-        template = "haproxy/alb.cfg.j2"
-        return env.get_template(template).render(**_common(settings, template, generation, owner),
-                                                 listeners=alb_listeners(), check_port=BACKEND_PORTS["alb_headers"])
-    if service not in ("nlb", "nlb-tls"):
-        raise ValueError(f"unknown load balancer {service!r}: choose nlb, nlb-tls or alb")
-    template = "haproxy/nlb.cfg.j2"
-    tls = service == "nlb-tls"
-    return env.get_template(template).render(
-        **_common(settings, template, generation, owner),
+    return env.get_template(lb.template).render(
+        **_common(settings, lb.template, generation, owner),
         name=service.replace("-", "_"),
-        tls_listener=tls,
-        target_port=BACKEND_PORTS["nlb_tls"] if tls else 443,
+        lb=lb,
+        listeners=listeners(service),
+        # an ALB health check may use its own port: the listener that asks for no certificate
+        check_port=BACKEND_LISTENERS["alb-headers"].port,
         stick_expire=settings.stick_expire,
     )
 
 
+def waf_services() -> dict:
+    """WAF service -> the load balancer whose network namespace it shares."""
+    return {f"{lb.service}-waf": lb.service for lb in LOAD_BALANCERS.values() if lb.waf}
+
+
 def nginx_conf(settings: Settings, name: str, env: jinja2.Environment | None = None,
                generation: str = "") -> str:
-    """nginx.conf for a backend ("web1", "web2"), the sorry page ("sorry") or the ALB's WAF ("alb-waf")."""
-    templates = {"sorry": "nginx/sorry.conf.j2", "alb-waf": "nginx/waf.conf.j2"}
-    if name not in templates and name not in BACKENDS:
-        raise ValueError(f"unknown web server {name!r}: choose one of {', '.join(BACKENDS + tuple(templates))}")
-    template = templates.get(name, "nginx/backend.conf.j2")
-    waf = name == "alb-waf" or (name in BACKENDS and settings.backend_waf)
+    """nginx.conf for a backend ("web1", "web2"), the sorry page ("sorry") or a load
+    balancer's WAF ("alb-waf")."""
+    wafs = waf_services()
+    if name not in wafs and name not in BACKENDS and name != "sorry":
+        raise ValueError(f"unknown web server {name!r}: choose one of {', '.join(BACKENDS + ('sorry',) + tuple(wafs))}")
+    template = ("nginx/waf.conf.j2" if name in wafs else
+                "nginx/sorry.conf.j2" if name == "sorry" else "nginx/backend.conf.j2")
+    waf = name in wafs or (name in BACKENDS and settings.backend_waf)
     env = env or environment()
+    http_lbs = [{"var": lb.service.replace("-", "_"), "ip": settings.lb_ips(lb.service)[1]}
+                for lb in LOAD_BALANCERS.values() if not lb.always_on]
     return env.get_template(template).render(
         banner=BANNER.format(template=template),
         name=name,
         server_name=SERVER_NAME,
         health_cn=HEALTH_CN,
         trusted_proxies=[settings.nlb_vpc_ip],
-        direct_port=DIRECT_PORT,
-        ports=BACKEND_PORTS,
-        alb_ip=settings.lb_ips("alb")[1],
-        nlb_tls_ip=settings.lb_ips("nlb-tls")[1],
+        listeners=BACKEND_LISTENERS,
+        render_port=RENDER_PORT,
+        load_balancers=http_lbs,
+        # the designs whose load balancer verified the client and names it in headers
+        header_listeners=[{"listener": d.target, "lb": d.service.replace("-", "_"),
+                           "lb_ip": settings.lb_ips(d.service)[1]}
+                          for d in designs.DESIGNS.values() if d.target.headers],
         verifier_ip=settings.verifier_ip,
         hops=[{"listener": l["design"], "waf_port": l["waf_port"], "inner_port": l["inner_port"]}
-              for l in alb_listeners()],
+              for l in listeners(wafs[name])] if name in wafs else [],
         # leaf, intermediate, root: the longest chain the lab's clients send (carol's)
         verify_depth=2,
         waf=waf,
         waf_module=waf,
         generation=generation or _generation(settings),
-        workers=1 if name in ("sorry", "alb-waf") else "auto",
+        workers=1 if name == "sorry" or name in wafs else "auto",
         error_log_level="notice",
     )
 
@@ -221,39 +233,64 @@ def modsecurity_conf(env: jinja2.Environment | None = None) -> str:
     return env.get_template(template).render(banner=BANNER.format(template=template))
 
 
-def compose_env(settings: Settings, images: dict, config_hash: str) -> dict:
-    """The variables compose/compose.yaml interpolates, as strings."""
-
-    def port(value: int) -> str:
-        return str(value) if value else ""  # empty: Docker picks a free port
-
-    env = {
+def compose_env(settings: Settings, config_hash: str) -> dict:
+    """The env file beside the compose file: the project and its profiles for `docker
+    compose`, and what `lab` reads back (the designs and subnets the last `up` settled)."""
+    return {
         "COMPOSE_PROJECT_NAME": settings.project,
         "COMPOSE_PROFILES": ",".join(settings.profiles),
         "LAB_DESIGNS": ",".join(settings.designs),
-        "LAB_BUILD_DIR": str(settings.build_dir.resolve()),
-        "LAB_CERTS_DIR": str(Path(settings.certs_dir).resolve()),
-        "LAB_BIND": settings.bind,
-        **{var: port(value) for var, value in settings.all_host_ports.items()},
         "LAB_INTERNET_SUBNET": str(settings.internet_subnet),
         "LAB_VPC_SUBNET": str(settings.vpc_subnet),
-        "LAB_NLB_PUBLIC_IP": settings.nlb_public_ip,
-        "LAB_NLB_VPC_IP": settings.nlb_vpc_ip,
-        "LAB_ALB_PUBLIC_IP": settings.lb_ips("alb")[0],
-        "LAB_ALB_VPC_IP": settings.lb_ips("alb")[1],
-        "LAB_NLB_TLS_PUBLIC_IP": settings.lb_ips("nlb-tls")[0],
-        "LAB_NLB_TLS_VPC_IP": settings.lb_ips("nlb-tls")[1],
-        "LAB_WEB1_IP": settings.backend_ip("web1"),
-        "LAB_WEB2_IP": settings.backend_ip("web2"),
-        "LAB_SORRY_IP": settings.sorry_ip,
-        "LAB_VERIFIER_IP": settings.verifier_ip,
-        "LAB_CLIENT_IP": settings.client_ip,
-        "LAB_CLIENT_EXTRA_IPS": " ".join(settings.client_extra_ips),
-        "LAB_HEALTH_CN": HEALTH_CN,
         "LAB_CONFIG_HASH": config_hash,
     }
-    env.update({f"LAB_IMAGE_{role.upper()}": tag for role, tag in images.items()})
-    return env
+
+
+def compose_yaml(settings: Settings, images: dict, config_hash: str, env: jinja2.Environment | None = None) -> str:
+    """The compose file: the shared services, and each load balancer from its record."""
+    env = env or environment()
+    # `lab down` renders without asking Docker: compose needs a name to parse, not an image
+    refs = {role: images.get(role) or f"unbuilt/{role}" for role in ("haproxy", "nginx", "client", "verifier")}
+    ports = settings.all_host_ports
+
+    def host_port(var: str) -> str:
+        return str(ports[var]) if ports[var] else ""  # empty: Docker picks a free port
+
+    lbs = []
+    for lb in LOAD_BALANCERS.values():
+        internet_ip, vpc_ip = settings.lb_ips(lb.service)
+        lbs.append({
+            "service": lb.service, "summary": lb.summary, "alias": lb.alias,
+            "profiles": [] if lb.always_on else [d.name for d in lb.designs],
+            "internet_ip": internet_ip, "vpc_ip": vpc_ip,
+            "ports": [{"host": host_port(d.port_setting), "container": d.container_port} for d in lb.designs],
+            "terminates_tls": lb.terminates_tls,
+            "health_cert": any(not d.terminates_tls for d in lb.designs),
+            "waf": lb.waf, "verifier": lb.verifier,
+        })
+    return env.get_template(COMPOSE_TEMPLATE).render(
+        banner=BANNER.format(template=COMPOSE_TEMPLATE),
+        project=settings.project,
+        config_hash=config_hash,
+        images=refs,
+        bind=settings.bind,
+        build=str(settings.build_dir.resolve()),
+        certs=str(Path(settings.certs_dir).resolve()),
+        assets={"sorry_page": str(resources.path("nginx", "sorry").resolve())},
+        load_balancers=lbs,
+        waf_port=WAF_PORT,
+        backends={name: {"ip": settings.backend_ip(name), "host_port": host_port(b.port_setting)}
+                  for name, b in designs.BACKENDS.items()},
+        direct_port=designs.DIRECT_LISTENER.port,
+        sorry_ip=settings.sorry_ip,
+        verifier_ip=settings.verifier_ip,
+        verifier_profiles=[d.name for lb in LOAD_BALANCERS.values() if lb.verifier for d in lb.designs],
+        client_ip=settings.client_ip,
+        client_extra_ips=" ".join(settings.client_extra_ips),
+        health_cn=HEALTH_CN,
+        internet_subnet=str(settings.internet_subnet),
+        vpc_subnet=str(settings.vpc_subnet),
+    )
 
 
 def render(settings: Settings, images: dict, staged: bool = False, owner: tuple | None = None) -> Rendered:
@@ -261,7 +298,8 @@ def render(settings: Settings, images: dict, staged: bool = False, owner: tuple 
 
     Args:
         settings: the lab instance.
-        images: role ("haproxy", "nginx", "client") -> image reference.
+        images: role ("haproxy", "nginx", "client", "verifier") -> image reference (a
+            missing role gets its `latest` tag).
         staged: write the service configs as ``<file>.new`` and leave the env file alone
             until ``Rendered.commit()``; the trust material is written in place, and
             ``Rendered.discard()`` puts the old back.
@@ -277,7 +315,7 @@ def render(settings: Settings, images: dict, staged: bool = False, owner: tuple 
     configs: dict = {}  # service -> {path: bytes}
     for lb in LOAD_BALANCERS:
         configs[lb] = {build / "haproxy" / lb / "haproxy.cfg": haproxy_cfg(settings, lb, env, gen, owner).encode()}
-    for name in BACKENDS + ("sorry", "alb-waf"):
+    for name in BACKENDS + ("sorry", *waf_services()):
         configs[name] = {build / "nginx" / name / "nginx.conf": nginx_conf(settings, name, env, gen).encode(),
                          build / "nginx" / name / "modsecurity.conf": modsecurity_conf(env).encode()}
     # The public trust material travels with the configs (a folder mount, so a renewed
@@ -300,10 +338,10 @@ def render(settings: Settings, images: dict, staged: bool = False, owner: tuple 
         write_file(_staged(path) if staged else path, data)
     # every rendered config carries the generation, which covers the mounted certificates
     config_hash = digest.hexdigest()[:16]
-    variables = compose_env(settings, images, config_hash)
-    rendered = Rendered(build, build / "compose.env", variables, config_hash, gen,
+    rendered = Rendered(build, build / "compose.env", compose_env(settings, config_hash), config_hash, gen,
+                        build / "compose.yaml", compose_yaml(settings, images, config_hash, env),
                         staged={svc: list(files) for svc, files in configs.items()} if staged else {},
                         previous_trust=previous)
     if not staged:
-        _write_env_file(rendered.env_file, variables)
+        rendered.write_topology()
     return rendered

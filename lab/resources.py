@@ -15,14 +15,14 @@ _INSTALLED = PACKAGE_DIR / "assets"
 
 def in_checkout() -> bool:
     """True when running from a source checkout (not an installed wheel)."""
-    return (CHECKOUT / "compose" / "compose.yaml").exists() and (CHECKOUT / "pyproject.toml").exists()
+    return (CHECKOUT / "compose" / "compose.yaml.j2").exists() and (CHECKOUT / "pyproject.toml").exists()
 
 
 ROOT = CHECKOUT if in_checkout() else _INSTALLED
 
 
 def path(*parts: str) -> Path:
-    """A file or folder among the lab's resources, e.g. path("compose", "compose.yaml")."""
+    """A file or folder among the lab's resources, e.g. path("compose", "compose.yaml.j2")."""
     return ROOT.joinpath(*parts)
 
 

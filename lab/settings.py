@@ -22,13 +22,8 @@ REPO_ROOT = resources.CHECKOUT  # the source checkout (tests and docs refer to i
 DEFAULTS = {
     "LAB_PROJECT": "mtls-lab",
     "LAB_BIND": "127.0.0.1",
-    "LAB_NLB_PORT": "8443",
-    "LAB_WEB1_PORT": "8441",
-    "LAB_WEB2_PORT": "8442",
-    "LAB_ALB_PORT": "8450",
-    "LAB_ALB_VERIFY_PORT": "8451",
-    "LAB_ALB_PASSTHROUGH_PORT": "8452",
-    "LAB_NLB_TLS_PORT": "8453",
+    # the host ports: every design's listener and the backends' diagnostic ones
+    **{var: str(port) for var, port in designs_mod.PORT_SETTINGS.items()},
     # Documentation ranges (RFC 5737): never a user's real network.
     "LAB_INTERNET_SUBNET": "203.0.113.0/24",
     "LAB_VPC_SUBNET": "198.51.100.0/24",
@@ -40,20 +35,8 @@ DEFAULTS = {
     "LAB_WAIT_TIMEOUT": "120",
 }
 
-# Host numbers inside each subnet (the gateway takes .1).
-NLB_HOST = 10
-CLIENT_HOST = 20
-CLIENT_EXTRA_FIRST = 100
-BACKEND_HOSTS = {"web1": 11, "web2": 12}
-SORRY_HOST = 13
-VERIFIER_HOST = 14
-ALB_HOST = 11         # internet side; its vpc side is ALB_HOST + 10
-NLB_TLS_HOST = 12     # internet side; its vpc side is NLB_TLS_HOST + 10
-BACKENDS = tuple(BACKEND_HOSTS)
-DIRECT_PORT = 8443  # the backends' diagnostic listener without PROXY protocol (container side)
-SERVICES = ("nlb", "web1", "web2", "sorry", "client", "alb", "alb-waf", "verifier", "nlb-tls")
-# Backend listeners, one per way a load balancer hands over the client (container side).
-BACKEND_PORTS = {"alb_headers": 8444, "alb_chain": 8445, "nlb_tls": 8446, "render": 8447}
+BACKENDS = tuple(designs_mod.BACKENDS)
+SERVICES = designs_mod.SERVICES
 
 BIND_CHOICES = ("127.0.0.1", "0.0.0.0")  # the designs' listeners; diagnostics stay on loopback
 
@@ -176,24 +159,19 @@ class Settings:
 
     project: str = DEFAULTS["LAB_PROJECT"]
     bind: str = DEFAULTS["LAB_BIND"]
-    nlb_port: int = 8443
-    web1_port: int = 8441
-    web2_port: int = 8442
-    alb_port: int = 8450
-    alb_verify_port: int = 8451
-    alb_passthrough_port: int = 8452
-    nlb_tls_port: int = 8453
+    # host port setting -> port (0: Docker picks), for every listener the lab can publish
+    ports: tuple = tuple(designs_mod.PORT_SETTINGS.items())
     designs: tuple = ()          # optional designs to run besides the NLB (lab/designs.py)
     designs_auto: bool = True    # not chosen by the user: `lab` reuses what the last `up` ran
     backend_waf: bool = False    # ModSecurity on the backends too (the seed had none there)
     internet_subnet: ipaddress.IPv4Network = ipaddress.IPv4Network(DEFAULTS["LAB_INTERNET_SUBNET"])
     vpc_subnet: ipaddress.IPv4Network = ipaddress.IPv4Network(DEFAULTS["LAB_VPC_SUBNET"])
-    stick_expire: str = "30m"
-    client_ips: int = 16
-    check_inter: str = "1s"
-    check_fall: int = 2
-    check_rise: int = 2
-    wait_timeout: int = 120
+    stick_expire: str = DEFAULTS["LAB_STICK_EXPIRE"]
+    client_ips: int = int(DEFAULTS["LAB_CLIENT_IPS"])
+    check_inter: str = DEFAULTS["LAB_CHECK_INTER"]
+    check_fall: int = int(DEFAULTS["LAB_CHECK_FALL"])
+    check_rise: int = int(DEFAULTS["LAB_CHECK_RISE"])
+    wait_timeout: int = int(DEFAULTS["LAB_WAIT_TIMEOUT"])
     key_type: str | None = None
     # True when the subnet is the default, not the user's choice: `lab up` may then move
     # it if it would capture an address this machine needs (see lab/netcheck.py).
@@ -237,13 +215,7 @@ class Settings:
         values = dict(
             project=get("LAB_PROJECT"),
             bind=get("LAB_BIND"),
-            nlb_port=_port("LAB_NLB_PORT", get("LAB_NLB_PORT")),
-            web1_port=_port("LAB_WEB1_PORT", get("LAB_WEB1_PORT")),
-            web2_port=_port("LAB_WEB2_PORT", get("LAB_WEB2_PORT")),
-            alb_port=_port("LAB_ALB_PORT", get("LAB_ALB_PORT")),
-            alb_verify_port=_port("LAB_ALB_VERIFY_PORT", get("LAB_ALB_VERIFY_PORT")),
-            alb_passthrough_port=_port("LAB_ALB_PASSTHROUGH_PORT", get("LAB_ALB_PASSTHROUGH_PORT")),
-            nlb_tls_port=_port("LAB_NLB_TLS_PORT", get("LAB_NLB_TLS_PORT")),
+            ports=tuple((var, _port(var, get(var))) for var in designs_mod.PORT_SETTINGS),
             designs=designs_mod.parse(env.get("LAB_DESIGNS", "")),
             designs_auto="LAB_DESIGNS" not in env,
             backend_waf=_flag("LAB_BACKEND_WAF", env.get("LAB_BACKEND_WAF", "")),
@@ -269,30 +241,27 @@ class Settings:
 
     @property
     def all_host_ports(self) -> dict:
-        """Variable -> host port, for every service the lab can publish (0: Docker picks)."""
-        return {"LAB_NLB_PORT": self.nlb_port, "LAB_WEB1_PORT": self.web1_port,
-                "LAB_WEB2_PORT": self.web2_port, "LAB_ALB_PORT": self.alb_port,
-                "LAB_ALB_VERIFY_PORT": self.alb_verify_port,
-                "LAB_ALB_PASSTHROUGH_PORT": self.alb_passthrough_port,
-                "LAB_NLB_TLS_PORT": self.nlb_tls_port}
+        """Variable -> host port, for every listener the lab can publish (0: Docker picks)."""
+        return dict(self.ports)
+
+    def port(self, var: str) -> int:
+        """The host port of setting ``var`` (e.g. LAB_NLB_PORT)."""
+        return self.all_host_ports[var]
 
     @property
     def host_ports(self) -> dict:
-        """Variable -> host port for what this instance runs: the NLB, and every port of the
-        services its chosen designs start (the alb service publishes all three ALB listeners)."""
+        """Variable -> host port for what this instance runs: the always-on designs, the
+        backends, and every listener of the load balancers its chosen designs start (one
+        service publishes all of its listeners)."""
         services = {designs_mod.DESIGNS[d].service for d in self.designs}
-        running = {d.port_var for d in designs_mod.DESIGNS.values() if d.service in services}
-        optional = {designs_mod.DESIGNS[d].port_var for d in designs_mod.OPTIONAL}
-        return {var: port for var, port in self.all_host_ports.items()
-                if var not in optional or var in running}
+        skipped = {d.port_setting for d in designs_mod.DESIGNS.values()
+                   if d.name in designs_mod.OPTIONAL and d.service not in services}
+        return {var: port for var, port in self.ports if var not in skipped}
 
     @property
     def profiles(self) -> tuple:
-        """Compose profiles to enable: the designs, and "alb" for any ALB listener."""
-        wanted = set(self.designs)
-        if wanted & set(designs_mod.ALB_DESIGNS):
-            wanted.add("alb")
-        return tuple(sorted(wanted))
+        """Compose profiles to enable: the chosen designs."""
+        return tuple(sorted(self.designs))
 
     # -- folders -------------------------------------------------------------
     @property
@@ -310,15 +279,15 @@ class Settings:
 
     @property
     def nlb_public_ip(self) -> str:
-        return self._host(self.internet_subnet, NLB_HOST)
+        return self.lb_ips("nlb")[0]
 
     @property
     def nlb_vpc_ip(self) -> str:
-        return self._host(self.vpc_subnet, NLB_HOST)
+        return self.lb_ips("nlb")[1]
 
     @property
     def client_ip(self) -> str:
-        return self._host(self.internet_subnet, CLIENT_HOST)
+        return self._host(self.internet_subnet, designs_mod.CLIENT_HOST)
 
     @property
     def check_inter_seconds(self) -> float:
@@ -333,22 +302,20 @@ class Settings:
     @property
     def client_extra_ips(self) -> list[str]:
         """Extra source addresses the client container holds, to act as many clients."""
-        return [self._host(self.internet_subnet, CLIENT_EXTRA_FIRST + i) for i in range(self.client_ips)]
+        return [self._host(self.internet_subnet, designs_mod.CLIENT_EXTRA_FIRST + i) for i in range(self.client_ips)]
 
     def backend_ip(self, name: str) -> str:
-        return self._host(self.vpc_subnet, BACKEND_HOSTS[name])
+        return self._host(self.vpc_subnet, designs_mod.BACKENDS[name].vpc_host)
 
     @property
     def sorry_ip(self) -> str:
-        return self._host(self.vpc_subnet, SORRY_HOST)
+        return self._host(self.vpc_subnet, designs_mod.SORRY.vpc_host)
 
     @property
     def verifier_ip(self) -> str:
-        return self._host(self.vpc_subnet, VERIFIER_HOST)
+        return self._host(self.vpc_subnet, designs_mod.VERIFIER.vpc_host)
 
     def lb_ips(self, service: str) -> tuple[str, str]:
         """(internet address, vpc address) of a load balancer service."""
-        if service == "nlb":
-            return self.nlb_public_ip, self.nlb_vpc_ip
-        host = {"alb": ALB_HOST, "nlb-tls": NLB_TLS_HOST}[service]
-        return self._host(self.internet_subnet, host), self._host(self.vpc_subnet, host + 10)
+        lb = designs_mod.LOAD_BALANCERS[service]
+        return self._host(self.internet_subnet, lb.internet_host), self._host(self.vpc_subnet, lb.vpc_host)

@@ -17,15 +17,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import certs, designs, docker_env, images, probe, readiness, render
-from .designs import DESIGN_SERVICES, DESIGNS
+from .designs import DESIGN_SERVICES, DESIGNS, DIRECT_LISTENER, LOAD_BALANCERS, SERVICES
 from .errors import CommandFailed, NotReached, StackError
 from .proc import run, stream
-from .settings import DIRECT_PORT, SERVICES, Settings
+from .settings import Settings
 
 # What `reload` refreshes by default (when running): servers holding certificates, a CA or a
-# CRL, and the ALB's WAF (its config follows the ALB's listeners).
-NGINX_SERVICES = ("web1", "web2", "sorry", "alb-waf")
-HAPROXY_SERVICES = ("nlb", "alb", "nlb-tls")
+# CRL, and the load balancers' WAFs (their configs follow the listeners).
+NGINX_SERVICES = ("web1", "web2", "sorry", *render.waf_services())
+HAPROXY_SERVICES = tuple(LOAD_BALANCERS)
 RELOADABLE = NGINX_SERVICES + HAPROXY_SERVICES
 
 
@@ -50,7 +50,7 @@ HAPROXY_CFG = "/etc/haproxy/lab/haproxy.cfg"
 
 def _nginx_generation(container, service: str = "web1") -> str:
     """The X-Lab-Config header an nginx container answers its own health check with."""
-    if service == "alb-waf":
+    if service in render.waf_services():
         argv = ["curl", "-s", "--max-time", "2", "-o", "/dev/null", "-D", "-",
                 f"http://127.0.0.1:{render.WAF_PORT}/waf-healthz"]
     else:
@@ -110,7 +110,7 @@ class Compose:
 
     project: str
     env_file: Path
-    compose_file: Path = render.COMPOSE_FILE
+    compose_file: Path
 
     def argv(self, *args: str) -> list[str]:
         return ["docker", "compose", "-f", str(self.compose_file), "-p", self.project,
@@ -162,7 +162,7 @@ class Stack:
     """A lab instance: settings, rendered configs and its compose project."""
 
     def __init__(self, settings: Settings):
-        self.compose = Compose(settings.project, settings.build_dir / "compose.env")
+        self.compose = Compose(settings.project, settings.build_dir / "compose.env", settings.build_dir / "compose.yaml")
         self.settings = self._recorded(settings)
 
     def _recorded(self, settings: Settings) -> Settings:
@@ -323,7 +323,7 @@ class Stack:
 
     def down(self, ui=None) -> None:
         """Stop and remove the project's containers, networks and volumes."""
-        if not self.compose.env_file.exists():
+        if not (self.compose.env_file.exists() and self.compose.compose_file.exists()):
             # Never rendered here: compose still needs the variables to parse the file.
             render.render(self.settings, {})
         every_profile = [arg for name in DESIGNS for arg in ("--profile", name)]
@@ -333,7 +333,7 @@ class Stack:
 
     # -- inspection -----------------------------------------------------------
     def published_ports(self) -> set:
-        if not self.compose.env_file.exists():
+        if not self.compose.compose_file.exists():
             return set()
         try:
             rows = self.compose.ps()
@@ -348,8 +348,8 @@ class Stack:
         Health is the lab's own look (lab/readiness.py) when ``dc`` is given, "healthy" or why
         not; otherwise what Docker's slow health checks last said.
         """
-        rows = {r.get("Service"): r for r in self.compose.ps()} if self.compose.env_file.exists() else {}
-        wanted = set(SERVICES[:5]) | {s for d in self.settings.designs for s in DESIGN_SERVICES[d]}
+        rows = {r.get("Service"): r for r in self.compose.ps()} if self.compose.compose_file.exists() else {}
+        wanted = set(designs.BASE_SERVICES) | {s for d in self.settings.designs for s in DESIGN_SERVICES[d]}
         serving = readiness.check(self, dc) if dc is not None and rows else {}
         table = []
         for name in SERVICES:
@@ -382,7 +382,7 @@ class Stack:
 
     def direct_port(self, backend: str) -> int:
         """Host port of a backend's diagnostic listener (TLS, no PROXY protocol)."""
-        return self.compose.port(backend, DIRECT_PORT)
+        return self.compose.port(backend, DIRECT_LISTENER.port)
 
     def _failure_report(self, exc, removed: bool) -> str:
         if isinstance(exc, readiness.NotReady):

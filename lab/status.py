@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 
 from . import certs, pki
-from .designs import DESIGNS
+from .designs import DESIGNS, LOAD_BALANCERS
 from .errors import StackError
 from .stack import Stack
 
@@ -44,7 +44,7 @@ def certificates(certs_dir, now: dt.datetime | None = None) -> list[dict]:
 def stick_tables(stack: Stack, running: set) -> dict:
     """load balancer -> {client IP -> server}, for the source-IP-sticky load balancers."""
     tables = {}
-    for lb in ("nlb", "nlb-tls"):
+    for lb in [b.service for b in LOAD_BALANCERS.values() if b.source_sticky]:
         if lb in running:
             try:
                 tables[lb] = stack.runtime_api(lb, timeout=2).stick_table()

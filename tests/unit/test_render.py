@@ -78,9 +78,10 @@ def test_render_writes_files_and_a_hash_that_follows_content(tmp_path):
     assert (s.build_dir / "haproxy" / "nlb" / "haproxy.cfg").exists()
     assert (s.build_dir / "nginx" / "alb-waf" / "modsecurity.conf").exists()
     assert (s.build_dir / "nginx" / "sorry" / "nginx.conf").exists()
-    env_text = first.env_file.read_text()
-    assert "LAB_IMAGE_NGINX='mtls-lab/nginx:x'" in env_text
-    assert "LAB_CLIENT_EXTRA_IPS='203.0.113.100 203.0.113.101" in env_text
+    assert "COMPOSE_PROJECT_NAME='mtls-lab'" in first.env_file.read_text()
+    topology = first.compose_file.read_text()
+    assert 'image: "mtls-lab/nginx:x"' in topology and 'image: "unbuilt/haproxy"' in topology
+    assert 'LAB_CLIENT_EXTRA_IPS: "203.0.113.100 203.0.113.101' in topology
     assert render.render(s, {"nginx": "mtls-lab/nginx:x"}).config_hash == first.config_hash
     changed = render.render(s.with_(stick_expire="5m"), {"nginx": "mtls-lab/nginx:x"})
     assert changed.config_hash != first.config_hash
@@ -88,7 +89,7 @@ def test_render_writes_files_and_a_hash_that_follows_content(tmp_path):
 
 def test_port_zero_renders_empty_so_docker_picks(tmp_path):
     r = render.render(settings(tmp_path, LAB_NLB_PORT="0"), {})
-    assert r.env["LAB_NLB_PORT"] == ""
+    assert '- "127.0.0.1::443"' in r.compose_text and '- "127.0.0.1:8450:8450"' in r.compose_text
 
 
 def test_image_tag_ignores_templates_but_follows_the_dockerfile(tmp_path):

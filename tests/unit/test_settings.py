@@ -11,7 +11,7 @@ from lab.settings import Settings
 
 def test_defaults_use_documentation_ranges():
     s = Settings.from_env(env={})
-    assert s.project == "mtls-lab" and s.nlb_port == 8443 and s.bind == "127.0.0.1"
+    assert s.project == "mtls-lab" and s.port("LAB_NLB_PORT") == 8443 and s.bind == "127.0.0.1"
     assert s.internet_subnet == ipaddress.IPv4Network("203.0.113.0/24")
     assert s.vpc_subnet == ipaddress.IPv4Network("198.51.100.0/24")
 
@@ -30,7 +30,7 @@ def test_address_plan():
 
 
 def test_port_zero_means_any_free_port():
-    assert Settings.from_env(env={"LAB_NLB_PORT": "0"}).nlb_port == 0
+    assert Settings.from_env(env={"LAB_NLB_PORT": "0"}).port("LAB_NLB_PORT") == 0
 
 
 BAD = [
@@ -83,7 +83,7 @@ def test_good_bind_addresses_pass():
 def test_designs_and_profiles():
     s = Settings.from_env(env={"LAB_DESIGNS": "nlb-tls-mtls, alb-mtls-verify"})
     assert s.designs == ("alb-mtls-verify", "nlb-tls-mtls")
-    assert s.profiles == ("alb", "alb-mtls-verify", "nlb-tls-mtls")
+    assert s.profiles == ("alb-mtls-verify", "nlb-tls-mtls")  # a service carries its designs' profiles
     # one alb service publishes all three ALB listeners, whichever design asked for it
     assert {"LAB_ALB_PORT", "LAB_ALB_VERIFY_PORT", "LAB_ALB_PASSTHROUGH_PORT", "LAB_NLB_TLS_PORT"} <= set(s.host_ports)
     nlb_only = Settings.from_env(env={}).host_ports
@@ -133,7 +133,7 @@ def test_relative_and_symlinked_paths_are_checked_resolved(tmp_path, monkeypatch
 def test_checkout_under_a_colon_path_is_refused(tmp_path, monkeypatch):
     checkout = tmp_path / "work:2024" / "mtls-lab"
     (checkout / "compose").mkdir(parents=True)
-    (checkout / "compose" / "compose.yaml").write_text("services: {}\n")
+    (checkout / "compose" / "compose.yaml.j2").write_text("services: {}\n")
     (checkout / "pyproject.toml").write_text("")
     monkeypatch.setattr(resources, "CHECKOUT", checkout)
     assert resources.default_home() == checkout
