@@ -30,7 +30,7 @@ from pathlib import Path
 from . import certs, fault, probe
 from .certs import Layout
 from .designs import DESIGNS
-from .settings import DIRECT_PORT
+from .designs import DIRECT_LISTENER
 
 CONCURRENCY = 4
 
@@ -177,7 +177,7 @@ def paths(stack) -> dict:
     published loopback ports otherwise.
     """
     s = stack.settings
-    wanted = {"direct (web1)": ((s.backend_ip("web1"), DIRECT_PORT), stack.direct_port("web1")),
+    wanted = {"direct (web1)": ((s.backend_ip("web1"), DIRECT_LISTENER.port), stack.direct_port("web1")),
               "nlb": ((s.nlb_public_ip, 443), stack.nlb_port())}
     if "alb-mtls-verify" in s.designs:
         wanted["alb (mtls verify)"] = ((s.lb_ips("alb")[0], DESIGNS["alb-mtls-verify"].container_port),
