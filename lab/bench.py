@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 import time
 from pathlib import Path
 
-from . import certs, fault, probe
+from . import certs, fault, probe, wait
 from .certs import Layout
 from .designs import DESIGNS
 from .settings import DIRECT_PORT
@@ -264,7 +264,7 @@ def _lifecycle(stack, dc, ui, repeat: int) -> dict:
         started = time.monotonic()
         faults.inject("stop", "all")
         try:
-            probe.wait_for(lambda: probe.get(certs_dir, port, "alice", timeout=2).backend == "sorry", 30,
+            wait.wait_for(lambda: probe.get(certs_dir, port, "alice", timeout=2).backend == "sorry", 30,
                            interval=0.05, what="the sorry page")
             sorry.append(round(time.monotonic() - started, 2))
         finally:

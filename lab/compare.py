@@ -14,7 +14,7 @@ import secrets
 from dataclasses import dataclass, field
 
 from .designs import DESIGNS
-from .probe import ClientContainer
+from .containers import ClientContainer
 from .stack import Stack
 
 MARK = "@@lab@@"

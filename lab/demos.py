@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from rich.console import Console
 from rich.markup import escape
 
-from . import compare, fault, probe
+from . import compare, containers, fault, probe, wait
 from .designs import DESIGNS
 from .errors import LabError
 from .stack import Stack
@@ -132,7 +132,7 @@ def nlb_passthrough(show: Show):
                "the rogue-CA client is refused by the backend, with nginx's reason")
     show.check(none.status == 400 and none.json.get("client_verify") == "NONE", "no certificate: refused")
     show.say("3. the load balancer holds no key: it cannot read or change the TLS stream")
-    nlb = probe.compose_container(show.dc, show.stack.settings.project, "nlb")
+    nlb = containers.compose_container(show.dc, show.stack.settings.project, "nlb")
     mounts = [m["Destination"] for m in nlb.attrs["Mounts"]]
     show.command(["docker", "inspect", "--format", "{{range .Mounts}}{{.Destination}} {{end}}", nlb.name], where="host")
     show.evidence(" ".join(mounts))
@@ -189,7 +189,7 @@ def sorry_page(show: Show):
     show.command(["lab", "fault", "inject", "stop", "all"], where="host")
     faults.inject("stop", "all")
     try:
-        seen = probe.wait_for(lambda: (r := probe.get(certs_dir, port, "alice")).backend == "sorry" and r, 15,
+        seen = wait.wait_for(lambda: (r := probe.get(certs_dir, port, "alice")).backend == "sorry" and r, 15,
                               what="the sorry page")
         show.evidence(f"HTTP {seen.status} {seen.body}")
         show.check(seen.status == 503, "the sorry page answers, 503, over the same certificate")
@@ -202,7 +202,7 @@ def sorry_page(show: Show):
         show.say("2. start them again")
         show.command(["lab", "fault", "restore", "stop", "all"], where="host")
         faults.restore("stop", "all")
-    back = probe.wait_for(lambda: (r := probe.get(certs_dir, port, "alice")).status == 200 and r, 30,
+    back = wait.wait_for(lambda: (r := probe.get(certs_dir, port, "alice")).status == 200 and r, 30,
                           what="fail back")
     show.evidence(f"HTTP {back.status} backend={back.backend}")
     show.check(back.backend in ("web1", "web2"), "traffic failed back to the backends by itself")

@@ -21,7 +21,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from . import load, probe
+from . import containers, load, probe
 from .errors import StackError
 from .settings import BACKENDS
 from .stack import Stack
@@ -47,7 +47,7 @@ class Faults:
         self.api = stack.runtime_api()
 
     def _container(self, service: str):
-        return probe.compose_container(self.dc, self.stack.settings.project, service)
+        return containers.compose_container(self.dc, self.stack.settings.project, service)
 
     def _vpc(self):
         return self.dc.networks.get(f"{self.stack.settings.project}_vpc")
@@ -153,7 +153,7 @@ def _seconds(later: float | None, earlier: float) -> float | None:
     return round(later - earlier, 2) if later is not None else None
 
 
-def pin_clients(faults: Faults, box: probe.ClientContainer, pool: list[str], count: int,
+def pin_clients(faults: Faults, box: containers.ClientContainer, pool: list[str], count: int,
                 client: str = "alice") -> dict[str, str]:
     """Pin ``count`` source addresses from ``pool`` with real requests, as evenly over the
     backends as the pool allows; return source -> backend.
@@ -194,7 +194,7 @@ def measure(faults: Faults, kind: str, target: str, *, sources: list[str], clien
         and per-source backend paths (before, during, after).
     """
     s = faults.stack.settings
-    box = probe.ClientContainer(faults.dc, s.project)
+    box = containers.ClientContainer(faults.dc, s.project)
     # start from a healthy baseline: a backend still rising after an earlier disturbance
     # (a scan, a reload) would take no new clients
     faults.api.wait_up(BACKENDS, timeout=30)

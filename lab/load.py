@@ -12,7 +12,7 @@ import collections
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from .probe import ClientContainer
+from .containers import ClientContainer
 
 WRITE_OUT = r"%{http_code} %header{x-backend} %{time_total} %{exitcode}\n"
 

@@ -27,7 +27,8 @@ import secrets
 
 import pytest
 
-from . import designs, docker_env, probe
+from . import containers, designs, docker_env, probe
+from .runtime_api import RuntimeAPI
 from .settings import Settings
 from .stack import Stack
 from .ui import UI
@@ -69,15 +70,15 @@ class RunningLab:
 
     def from_ip(self, source_ip: str) -> "_FromIP":
         """Requests from one of the client container's addresses, through the NLB."""
-        return _FromIP(probe.ClientContainer(self.dc, self.settings.project), source_ip)
+        return _FromIP(containers.ClientContainer(self.dc, self.settings.project), source_ip)
 
     @property
-    def runtime_api(self) -> probe.RuntimeAPI:
+    def runtime_api(self) -> RuntimeAPI:
         return self.stack.runtime_api()
 
 
 class _FromIP:
-    def __init__(self, box: probe.ClientContainer, source_ip: str):
+    def __init__(self, box: containers.ClientContainer, source_ip: str):
         self.box, self.source_ip = box, source_ip
 
     def get(self, client: str | None = "alice", count: int = 1, url: str = "https://www.lab.test/whoami"):

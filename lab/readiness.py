@@ -22,7 +22,7 @@ import time
 import docker.errors
 import requests
 
-from . import probe
+from . import containers, probe
 from .designs import DESIGN_SERVICES
 from .errors import LabError, StackError
 
@@ -91,7 +91,7 @@ def check(stack, dc, known_ready: set | None = None) -> dict[str, str]:
             reasons[server] = "not checked: no load balancer answers"
     if "client" in reasons and not reasons["client"] and "client" not in known_ready:
         try:
-            container = probe.compose_container(dc, stack.settings.project, "client")
+            container = containers.compose_container(dc, stack.settings.project, "client")
             if container.exec_run(["test", "-f", "/run/lab-client-ready"])[0] != 0:
                 reasons["client"] = "still adding its source addresses"
         except (docker.errors.APIError, LabError) as exc:

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from lab import probe
+from lab.containers import ClientContainer
+from lab.runtime_api import RuntimeAPI
 
 
 def pytest_collection_modifyitems(items):
@@ -32,11 +33,11 @@ def nlb_port(lab) -> int:
 
 
 @pytest.fixture(scope="session")
-def runtime_api(lab) -> probe.RuntimeAPI:
+def runtime_api(lab) -> RuntimeAPI:
     return lab.runtime_api
 
 
 @pytest.fixture(scope="session")
-def client_box(lab, docker_client) -> probe.ClientContainer:
+def client_box(lab, docker_client) -> ClientContainer:
     """curl/openssl inside the client container on the internet network."""
-    return probe.ClientContainer(docker_client, lab.settings.project)
+    return ClientContainer(docker_client, lab.settings.project)

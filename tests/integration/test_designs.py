@@ -18,7 +18,8 @@ import urllib.parse
 
 import pytest
 
-from lab import certs, compare, pki, probe
+from lab import certs, compare, pki
+from lab.wait import wait_for
 from lab.designs import DESIGNS
 
 SQLI = f"/whoami?{compare.SQLI}"
@@ -300,7 +301,7 @@ def test_reload_brings_a_new_crl_to_every_load_balancer_that_verifies(lab, docke
 
     def wait_until_served(when, timeout):
         for design in verifiers:
-            probe.wait_for(lambda d=design: alice(d).status == 200, timeout, what=f"{design} serving alice {when}")
+            wait_for(lambda d=design: alice(d).status == 200, timeout, what=f"{design} serving alice {when}")
 
     wait_until_served("before the test", 15)  # an earlier test (sorry-page demo) may have stopped the backends
     crl.write_bytes(certs.crl_bundle(lab.settings.certs_dir, last_update=now - dt.timedelta(days=40),
@@ -310,7 +311,7 @@ def test_reload_brings_a_new_crl_to_every_load_balancer_that_verifies(lab, docke
         assert {d: alice(d).status for d in verifiers} == dict.fromkeys(verifiers, 200)
         lab.stack.reload(dc=docker_client)
         for design in verifiers:
-            assert probe.wait_for(lambda d=design: alice(d).handshake_failed, 10,
+            assert wait_for(lambda d=design: alice(d).handshake_failed, 10,
                                   what=f"{design} refusing with the stale CRL")
     finally:
         crl.write_bytes(saved)

@@ -16,7 +16,9 @@ import time
 
 import pytest
 
-from lab import certs, fault, probe
+from lab import certs, fault
+from lab.containers import ClientContainer
+from lab.wait import wait_for
 
 DETECT_BOUND_S = 5.0  # fall x (inter + timeout check) + inter, see haproxy.cfg.j2
 RATE = 5
@@ -63,7 +65,7 @@ def test_backend_dies_under_load(faults, lab, kind):
 
 def test_maint_moves_pinned_clients_drain_keeps_them(faults, lab):
     s = lab.settings
-    box = probe.ClientContainer(faults.dc, s.project)
+    box = ClientContainer(faults.dc, s.project)
     pins = fault.pin_clients(faults, box, s.client_extra_ips[:-1], 4)
     on_web1 = [src for src, b in pins.items() if b == "web1"]
     assert on_web1, f"nobody pinned to web1 ({pins}): nothing to test"
@@ -117,7 +119,7 @@ def test_reload_with_a_config_change_keeps_an_established_connection(lab, docker
         sock = conn.sock
         changed = type(lab.stack)(s.with_(stick_expire="20m"))  # a real config change
         changed.reload(dc=docker_client, services=("nlb",))
-        probe.wait_for(lambda: _table_expiry_ms(runtime_api) <= 20 * 60 * 1000, 10, what="new config active")
+        wait_for(lambda: _table_expiry_ms(runtime_api) <= 20 * 60 * 1000, 10, what="new config active")
         conn.request("GET", "/whoami")
         second = conn.getresponse()
         second.read()

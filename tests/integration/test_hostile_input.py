@@ -7,6 +7,7 @@ import ssl
 import pytest
 
 from lab import certs, probe
+from lab.containers import compose_container
 
 SPOOFED = {
     "X-Forwarded-For": "6.6.6.6",
@@ -97,7 +98,7 @@ def test_garbage_instead_of_tls_is_dropped_and_service_continues(certs_dir, nlb_
 
 def test_request_without_proxy_header_is_dropped_by_the_backend(lab, docker_client):
     """Only the load balancer's PROXY header is believed: a connection to :443 without one fails."""
-    nlb = probe.compose_container(docker_client, lab.settings.project, "nlb")
+    nlb = compose_container(docker_client, lab.settings.project, "nlb")
     backend_ip = lab.settings.backend_ip("web1")
     base = ["curl", "-sS", "--max-time", "5", "-o", "/dev/null", "-w", "%{http_code}",
             "--cacert", "/etc/lab/trust/ca.pem", "--cert", "/etc/lab/health/health.crt",

@@ -10,6 +10,7 @@ import pytest
 from cryptography import x509
 
 from lab import certs, probe
+from lab.containers import compose_container
 
 
 def cert(certs_dir, name):
@@ -68,7 +69,7 @@ def test_tls_passes_through_untouched(lab, docker_client, certs_dir, nlb_port):
     import socket
     import ssl
 
-    nlb = probe.compose_container(docker_client, lab.settings.project, "nlb")
+    nlb = compose_container(docker_client, lab.settings.project, "nlb")
     mounted = [m["Source"] for m in nlb.attrs["Mounts"]]
     assert not any(src.endswith("/server") or src.endswith(".key") for src in mounted), mounted
 

@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from lab import certs, compare, pki, probe, render
+from lab.wait import wait_for
 from lab.errors import StackError
 
 # How each design refuses a revoked client: its load balancer's TLS alert, or the
@@ -81,7 +82,7 @@ def test_a_client_revoked_before_reload_is_refused_everywhere_when_it_returns(la
     crl = lab.settings.certs_dir / "crl.pem"
     saved = crl.read_bytes()
     for design, client in clients.items():  # negative control: bob is in, except where nobody is
-        probe.wait_for(lambda c=client: c.get("bob", source).status in (200, 400), 15, what=f"{design} serving")
+        wait_for(lambda c=client: c.get("bob", source).status in (200, 400), 15, what=f"{design} serving")
         expected = "400:NONE" if design == "alb" else "ok"
         assert outcome(client.get("bob", source)) == expected, design
     certs.revoke(lab.settings.certs_dir, "bob")

@@ -3,6 +3,7 @@
 import pytest
 
 from lab import compare, probe
+from lab.runtime_api import RuntimeAPI
 
 
 def test_split_curl_output():
@@ -17,7 +18,7 @@ def test_stick_table_parsing(monkeypatch):
     text = ("# table: web, type: ip, size:1048576, used:2\n"
             "0x55: key=203.0.113.1 use=0 exp=1793180 server_id=1 server_key=web1\n"
             "0x56: key=203.0.113.100 use=0 exp=1793180 server_id=2 server_key=web2\n\n")
-    api = probe.RuntimeAPI("/nonexistent/admin.sock")
+    api = RuntimeAPI("/nonexistent/admin.sock")
     monkeypatch.setattr(api, "command", lambda line: text)
     assert api.stick_table() == {"203.0.113.1": "web1", "203.0.113.100": "web2"}
 
