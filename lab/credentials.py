@@ -26,13 +26,16 @@ class Credentials:
     """A client certificate (or none) and the CA to trust, on the host and in the client container.
 
     ``name`` is a lab client (certs/clients/<name>); ``cert``/``key`` override its files on
-    the host for hand-made cases (a leaf without its chain, a key that does not match).
+    the host for hand-made cases (a leaf without its chain, a key that does not match), and
+    ``ca`` the CA trusted (a wrong CA is just another file). ``certs_dir`` may be None for
+    the client container, which has its own copy.
     """
 
-    certs_dir: Path
+    certs_dir: Path | None
     name: str | None = "alice"
     cert: Path | None = None
     key: Path | None = None
+    ca: Path | None = None
 
     @classmethod
     def of(cls, certs_dir: Path, client: "str | None | Credentials") -> "Credentials":
@@ -45,21 +48,26 @@ class Credentials:
         return bool(self.name or self.cert)
 
     # -- on the host ---------------------------------------------------------------
+    def _layout(self) -> Layout:
+        if self.certs_dir is None:
+            raise ValueError("these credentials name no certs folder: they are for the client container")
+        return Layout(Path(self.certs_dir))
+
     @property
     def ca_path(self) -> Path:
-        return Layout(Path(self.certs_dir)).ca_cert
+        return Path(self.ca) if self.ca else self._layout().ca_cert
 
     @property
     def cert_path(self) -> Path | None:
         if self.cert:
             return Path(self.cert)
-        return Layout(Path(self.certs_dir)).client_cert(self.name) if self.name else None
+        return self._layout().client_cert(self.name) if self.name else None
 
     @property
     def key_path(self) -> Path | None:
         if self.key:
             return Path(self.key)
-        return Layout(Path(self.certs_dir)).client_key(self.name) if self.name else None
+        return self._layout().client_key(self.name) if self.name else None
 
     def check(self) -> "Credentials":
         """These credentials, when their files exist.
@@ -135,8 +143,9 @@ class Credentials:
         Raises:
             ValueError: for hand-made files, which the container does not see.
         """
-        if self.cert or self.key:
-            raise ValueError("the client container sees certs/clients only: hand-made files are host-only")
+        if self.cert or self.key or self.ca:
+            raise ValueError("the client container sees certs/clients and the lab CA only: "
+                             "hand-made files are host-only")
         argv = ["--cacert", str(self.container_ca)]
         if self.name:
             argv += ["--cert", str(self.container_cert), "--key", str(self.container_key)]
