@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from lab.client import Container, Host
 from lab.containers import ClientContainer
 from lab.runtime_api import RuntimeAPI
 
@@ -41,3 +42,15 @@ def runtime_api(lab) -> RuntimeAPI:
 def client_box(lab, docker_client) -> ClientContainer:
     """curl/openssl inside the client container on the internet network."""
     return ClientContainer(docker_client, lab.settings.project)
+
+
+@pytest.fixture(scope="session")
+def from_client(client_box) -> Container:
+    """The client container's transport (curl) for lab.client.request."""
+    return Container(client_box)
+
+
+@pytest.fixture(scope="session")
+def from_host(certs_dir) -> Host:
+    """The host's transport (Python ssl, published ports on 127.0.0.1) for lab.client.request."""
+    return Host(certs_dir)
