@@ -6,7 +6,8 @@ import datetime as dt
 
 import pytest
 
-from lab import certs, pki, probe
+from lab import certs, pki
+from lab.client import Host, request
 from lab.containers import compose_container
 from lab.wait import wait_for
 
@@ -35,9 +36,7 @@ def web2_with_stale_crl(lab, docker_client):
 
 def direct(lab, backend, client="alice"):
     """One request straight to a backend's diagnostic listener."""
-    with probe.session(lab.settings.certs_dir, client) as s:
-        resp = s.get(f"https://localhost:{lab.stack.direct_port(backend)}/whoami", timeout=5)
-        return probe._parse(resp.status_code, resp.text)
+    return request(Host(lab.settings.certs_dir), client, port=lab.stack.direct_port(backend))
 
 
 def test_expired_crl_refuses_every_client(lab, runtime_api, web2_with_stale_crl):

@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from lab import certs, compare, pki, probe, render
+from lab import certs, compare, pki, render
+from lab.client import Host, request
 from lab.wait import wait_for
 from lab.errors import StackError
 
@@ -60,7 +61,7 @@ def test_a_config_haproxy_refuses_changes_nothing(lab, docker_client):
         assert trust.read_bytes() == trust_before  # put back
         assert not list(cfg.parent.glob("*" + render.STAGED))
         assert lab.stack.runtime_api().command("show env LAB_GENERATION") == live
-        assert probe.get(lab.certs_dir, lab.nlb_port, "alice").status == 200
+        assert request(Host(lab.certs_dir), "alice", port=lab.nlb_port).status == 200
     finally:
         crl.write_bytes(saved)
 
