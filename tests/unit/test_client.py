@@ -245,3 +245,4 @@ def test_requests_in_a_row_resume_the_first_session(pki, tls_server, tls_version
     answers = request_many(Host(pki), "bob", count=3, port=tls_server["optional"], tls_version=tls_version)
     assert [a.json["resumed"] for a in answers] == [False, True, True]
     assert {a.json["client_subject"].count("bob") for a in answers} == {1}
+
