@@ -27,8 +27,10 @@ from concurrent.futures import ThreadPoolExecutor
 import time
 from pathlib import Path
 
-from . import certs, fault, probe
-from .certs import Layout
+from . import certs, fault
+from .client import Host, request
+from .credentials import Credentials
+from .wait import wait_for
 from .designs import DESIGNS
 from .designs import DIRECT_LISTENER
 
@@ -42,11 +44,11 @@ def _median(values):
 
 def handshake_rate(certs_dir: Path, address: tuple, seconds: float, clients: int = 1) -> float:
     """Full handshakes per second from ``clients`` parallel openssl s_time processes, wall-clock timed."""
-    lay = Layout(certs_dir)
+    alice = Credentials(Path(certs_dir), "alice")
     host, port = address
     argv = ["openssl", "s_time", "-connect", f"{host}:{port}", "-new", "-www", "/healthz",
-            "-cert", str(lay.client_cert("alice")), "-key", str(lay.client_key("alice")),
-            "-CAfile", str(lay.ca_cert), "-time", str(max(1, int(seconds)))]
+            "-cert", str(alice.cert_path), "-key", str(alice.key_path),
+            "-CAfile", str(alice.ca_path), "-time", str(max(1, int(seconds)))]
     started = time.monotonic()
     procs = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
              for _ in range(clients)]
@@ -67,13 +69,10 @@ def handshake_rate(certs_dir: Path, address: tuple, seconds: float, clients: int
 def _keepalive_worker(args):
     """One process: one keep-alive connection, GET /healthz until the deadline."""
     import http.client
-    import ssl
 
     certs_dir, (host, port), deadline = args
-    lay = Layout(Path(certs_dir))
-    ctx = ssl.create_default_context(cafile=str(lay.ca_cert))
-    ctx.check_hostname = False  # a container address is not in the certificate; the CA still is checked
-    ctx.load_cert_chain(str(lay.client_cert("alice")), str(lay.client_key("alice")))
+    # a container address is not in the certificate; the CA still is checked
+    ctx = Credentials(Path(certs_dir), "alice").ssl_context(check_hostname=False)
     conn = http.client.HTTPSConnection(host, port, context=ctx, timeout=10)
     latencies, errors = [], 0
     while time.time() < deadline:
@@ -259,13 +258,13 @@ def _lifecycle(stack, dc, ui, repeat: int) -> dict:
     out["up_with_images_rebuilt"] = round(time.monotonic() - started, 2)
     sorry = []
     faults = fault.Faults(stack, dc)
-    certs_dir, port = stack.settings.certs_dir, stack.nlb_port()
+    host, port = Host(stack.settings.certs_dir), stack.nlb_port()
     for _ in range(repeat):
         started = time.monotonic()
         faults.inject("stop", "all")
         try:
-            probe.wait_for(lambda: probe.get(certs_dir, port, "alice", timeout=2).backend == "sorry", 30,
-                           interval=0.05, what="the sorry page")
+            wait_for(lambda: request(host, "alice", port=port, timeout=2).backend == "sorry", 30,
+                     interval=0.05, what="the sorry page")
             sorry.append(round(time.monotonic() - started, 2))
         finally:
             faults.restore("stop", "all")

@@ -9,116 +9,25 @@ what it saw of the client's address.
 from __future__ import annotations
 
 import json
-import re
 import secrets
-from dataclasses import dataclass, field
 
+from .answer import Answer
+from .client import Container, Listener
+from .containers import ClientContainer
 from .designs import DESIGNS
-from .probe import ClientContainer
 from .stack import Stack
 
-MARK = "@@lab@@"
-WRITE_OUT = f"\n{MARK} %{{http_code}} %{{exitcode}} %header{{x-backend}} %header{{set-cookie}}\n"
 SQLI = "id=1%27%20OR%20%271%27%3D%271"
-# OpenSSL's words for the TLS alert a server sent, as curl reports them: "... alert unknown ca"
-# (TLS 1.3 sends the client's certificate after the server's Finished, so its refusal
-# arrives with the first read: curl exit 56 instead of 35, with the same alert).
-ALERT = re.compile(r"(?:tlsv1[0-9]? |sslv3 )?alert ([a-z ]+?)(?:,|$| errno)", re.I | re.M)
-
-
-@dataclass
-class Answer:
-    """One curl request: status (0 when no HTTP answer), curl's exit code, body, headers."""
-
-    argv: list
-    status: int
-    curl_exit: int
-    backend: str
-    set_cookie: str
-    body: object
-    stderr: str = ""
-
-    @property
-    def json(self) -> dict:
-        return self.body if isinstance(self.body, dict) else {}
-
-    @property
-    def alert(self) -> str:
-        """The TLS alert the server ended the handshake with ("unknown ca"), or ""."""
-        match = ALERT.search(self.stderr)
-        return match.group(1).strip().lower() if match else ""
-
-    @property
-    def handshake_failed(self) -> bool:
-        """The server refused in the TLS handshake: no HTTP answer and a TLS alert from it
-        (not a client-side problem such as an unreadable certificate: curl exit 58)."""
-        return self.status == 0 and bool(self.alert)
-
-
-@dataclass
-class Client:
-    """curl in the client container, aimed at one design's listener."""
-
-    box: ClientContainer
-    design: str
-    address: str  # the load balancer's internet-side address
-    history: list = field(default_factory=list)
-
-    @property
-    def port(self) -> int:
-        return DESIGNS[self.design].container_port
-
-    def argv(self, client, source, path="/whoami", cookie=None, extra=()) -> list:
-        extra = ["--resolve", f"www.lab.test:{self.port}:{self.address}", *extra]
-        if cookie:
-            extra += ["-H", f"Cookie: {cookie}"]
-        return self.box.curl_argv(client, source, [f"https://www.lab.test:{self.port}{path}"], extra=extra,
-                                  write_out=WRITE_OUT)
-
-    def get_many(self, client="alice", source=None, count=3, path="/whoami") -> list:
-        """``count`` requests from one curl process, each on a new connection: curl resumes
-        the TLS session of the first (as browsers do). Returns one Answer per request."""
-        url = f"https://www.lab.test:{self.port}{path}"
-        argv = self.box.curl_argv(client, source, [url] * count, write_out=WRITE_OUT,
-                                  extra=["--resolve", f"www.lab.test:{self.port}:{self.address}"])
-        rc, out, err = self.box.exec_split(argv)
-        answers = _answers(argv, rc, out, err)
-        self.history.extend(answers)
-        return answers
-
-    def get(self, client="alice", source=None, path="/whoami", cookie=None, extra=()) -> Answer:
-        argv = self.argv(client, source, path, cookie, extra)
-        rc, out, err = self.box.exec_split(argv)
-        answers = _answers(argv, rc, out, err) or [Answer(argv, 0, rc, "", "", "", stderr=err.strip())]
-        self.history.append(answers[0])
-        return answers[0]
-
-
-def _answers(argv: list, rc: int, out: str, err: str) -> list:
-    """curl's output for one or more URLs, each body followed by a WRITE_OUT line."""
-    segments = out.split(MARK)
-    answers, body = [], segments[0]
-    for segment in segments[1:]:
-        meta, _, following = segment.partition("\n")
-        status, code, backend, cookie = (meta.strip().split(" ", 3) + ["", "", "", ""])[:4]
-        text = body.strip()
-        try:
-            parsed = json.loads(text.splitlines()[-1]) if text else ""
-        except ValueError:
-            parsed = text
-        answers.append(Answer(argv, int(status or 0), int(code or rc or 0), backend, cookie.strip(), parsed,
-                              stderr=err.strip()))
-        body = following
-    return answers
 
 
 def clients_for(stack: Stack, dc) -> dict:
-    """design -> Client, for the designs whose load balancer is running."""
+    """design -> Listener (curl in the client container, aimed at the design's load balancer),
+    for the designs whose load balancer is running."""
     running = {r["service"] for r in stack.services() if r["state"] == "running"}
     if "client" not in running:
         return {}
-    box = ClientContainer(dc, stack.settings.project)
-    return {name: Client(box, name, stack.settings.lb_ips(d.service)[0])
+    via = Container(ClientContainer(dc, stack.settings.project))
+    return {name: Listener(via, name, stack.settings.lb_ips(d.service)[0], d.container_port)
             for name, d in DESIGNS.items() if d.service in running}
 
 
@@ -152,7 +61,7 @@ def _enforcement(refused: Answer) -> str:
     return f"unclear (HTTP {refused.status}, curl exit {refused.curl_exit})"
 
 
-def probe_design(stack: Stack, client: Client) -> dict:
+def probe_design(stack: Stack, client: Listener) -> dict:
     """Run the matrix against one design; return its cells and the evidence behind them."""
     s = stack.settings
     src, other_sources = s.client_pool.probe, s.client_pool.users[:6]

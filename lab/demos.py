@@ -10,13 +10,15 @@ from __future__ import annotations
 import collections
 import json
 import shlex
-import subprocess
 from dataclasses import dataclass, field
 
 from rich.console import Console
 from rich.markup import escape
 
-from . import compare, fault, probe
+from . import compare, containers, fault
+from .client import Host, command, request, request_many
+from .credentials import Credentials
+from .wait import wait_for
 from .designs import DESIGNS
 from .errors import LabError
 from .stack import Stack
@@ -61,10 +63,10 @@ class Show:
         self.console.print(f"  {mark} {escape(claim)}")
         return ok
 
-    def get(self, design: str, client="alice", source=None, path="/whoami", cookie=None, extra=()):
+    def get(self, design: str, client="alice", source=None, path="/whoami", cookie=None, headers=None):
         c = self.clients[design]
-        self.command(_readable(c.argv(client, source, path, cookie, extra)))
-        answer = c.get(client, source, path, cookie, extra)
+        self.command(c.command(client, source, path, cookie, headers))
+        answer = c.get(client, source, path, cookie, headers)
         shown = json.dumps(answer.body) if isinstance(answer.body, dict) else str(answer.body)
         self.evidence(f"{shown or f'(no HTTP answer: curl exit {answer.curl_exit})'}\nHTTP {answer.status or '-'}")
         return answer
@@ -72,20 +74,6 @@ class Show:
     @property
     def source(self) -> str:
         return self.stack.settings.client_pool.demo
-
-
-def _readable(argv: list) -> list:
-    """curl's argv without the machine-readable --write-out (what a person would type)."""
-    out, skip = [], False
-    for arg in argv:
-        if skip:
-            skip = False
-            continue
-        if arg == "-w":
-            skip = True
-            continue
-        out.append(arg)
-    return out
 
 
 # ---------------------------------------------------------------------------
@@ -104,7 +92,7 @@ def alb_breaks_mtls(show: Show):
         asks = "asks" if design == "nlb" else "does not ask"
         port, address = DESIGNS[design].container_port, show.clients[design].address
         argv = ["openssl", "s_client", "-connect", f"{address}:{port}", "-servername", "www.lab.test",
-                "-CAfile", "/certs/ca.pem"]
+                "-CAfile", str(Credentials(None, None).container_ca)]
         show.command(argv)
         _, out = show.clients[design].box.exec(["timeout", "10"] + argv)
         lines = [l for l in out.splitlines() if "client certificate CA names" in l or "CA names sent" in l]
@@ -132,7 +120,7 @@ def nlb_passthrough(show: Show):
                "the rogue-CA client is refused by the backend, with nginx's reason")
     show.check(none.status == 400 and none.json.get("client_verify") == "NONE", "no certificate: refused")
     show.say("3. the load balancer holds no key: it cannot read or change the TLS stream")
-    nlb = probe.compose_container(show.dc, show.stack.settings.project, "nlb")
+    nlb = containers.compose_container(show.dc, show.stack.settings.project, "nlb")
     mounts = [m["Destination"] for m in nlb.attrs["Mounts"]]
     show.command(["docker", "inspect", "--format", "{{range .Mounts}}{{.Destination}} {{end}}", nlb.name], where="host")
     show.evidence(" ".join(mounts))
@@ -142,18 +130,18 @@ def nlb_passthrough(show: Show):
 @demo("nat-stickiness", "C2: NLB stickiness keys on the source IP, so users behind one NAT pile onto one server")
 def nat_stickiness(show: Show):
     s = show.stack.settings
-    box = show.clients["nlb"].box
+    via = show.clients["nlb"].via  # through the name www.lab.test, as the users would
     nat = s.client_pool.nat
     show.say(f"1. 30 requests from 30 users behind one NAT address ({nat}): 15 as alice, 15 as bob")
-    show.command(box.curl_argv("alice", nat, ["https://www.lab.test/whoami"] * 2)[:-1] + ["... x15"])
-    replies = box.get("alice", nat, count=15) + box.get("bob", nat, count=15)
+    show.command(command(via, "alice", source=nat) + ["... x15"])
+    replies = request_many(via, "alice", count=15, source=nat) + request_many(via, "bob", count=15, source=nat)
     counts = collections.Counter(r.backend for r in replies)
     show.evidence(f"backends: {dict(counts)}")
     show.check(len(counts) == 1 and sum(counts.values()) == 30, "all 30 landed on one backend")
     users = s.client_pool.users[:8]
     show.say(f"2. {len(users)} users, each with an address of their own (new to the load balancer)")
     show.stack.runtime_api().forget(users)  # pins from earlier runs would decide for them
-    spread = {ip: box.get("bob", ip)[0].backend for ip in users}
+    spread = {ip: request(via, "bob", source=ip).backend for ip in users}
     show.evidence("\n".join(f"{ip} -> {b}" for ip, b in spread.items()))
     show.check(set(spread.values()) == {"web1", "web2"}, "distinct addresses spread over both backends")
     show.say("3. what the load balancer keeps: a stick table keyed by source address")
@@ -184,16 +172,16 @@ def client_ip(show: Show):
 @demo("sorry-page", "C4: the sorry page takes over when every backend is down, and traffic fails back")
 def sorry_page(show: Show):
     faults = fault.Faults(show.stack, show.dc)
-    certs_dir, port = show.stack.settings.certs_dir, show.stack.nlb_port()
+    host, port = Host(show.stack.settings.certs_dir), show.stack.nlb_port()
     show.say("1. stop both backends")
     show.command(["lab", "fault", "inject", "stop", "all"], where="host")
     faults.inject("stop", "all")
     try:
-        seen = probe.wait_for(lambda: (r := probe.get(certs_dir, port, "alice")).backend == "sorry" and r, 15,
-                              what="the sorry page")
+        seen = wait_for(lambda: (r := request(host, "alice", port=port)).backend == "sorry" and r, 15,
+                        what="the sorry page")
         show.evidence(f"HTTP {seen.status} {seen.body}")
         show.check(seen.status == 503, "the sorry page answers, 503, over the same certificate")
-        page = probe.get(certs_dir, port, None, path="/")
+        page = request(host, None, port=port, path="/")
         show.evidence(str(page.body)[:300])
         show.check(page.status == 503 and "down for maintenance" in str(page.body).lower(),
                    "a person sees a maintenance page (no client certificate needed)")
@@ -202,8 +190,8 @@ def sorry_page(show: Show):
         show.say("2. start them again")
         show.command(["lab", "fault", "restore", "stop", "all"], where="host")
         faults.restore("stop", "all")
-    back = probe.wait_for(lambda: (r := probe.get(certs_dir, port, "alice")).status == 200 and r, 30,
-                          what="fail back")
+    back = wait_for(lambda: (r := request(host, "alice", port=port)).status == 200 and r, 30,
+                    what="fail back")
     show.evidence(f"HTTP {back.status} backend={back.backend}")
     show.check(back.backend in ("web1", "web2"), "traffic failed back to the backends by itself")
 
@@ -258,21 +246,20 @@ def alb_mtls_headers(show: Show):
 @demo("header-spoofing", "identity headers are never believed from a client, only from the load balancer",
       needs=("nlb", "alb"))
 def header_spoofing(show: Show):
-    forged = ["-H", "X-Amzn-Mtls-Clientcert-Subject: CN=admin,O=mTLS Lab",
-              "-H", "X-Amzn-Mtls-Clientcert-Serial-Number: 01", "-H", "X-Forwarded-For: 6.6.6.6"]
+    forged = {"X-Amzn-Mtls-Clientcert-Subject": "CN=admin,O=mTLS Lab",
+              "X-Amzn-Mtls-Clientcert-Serial-Number": "01", "X-Forwarded-For": "6.6.6.6"}
     show.say("1. bob claims to be admin, through the ALB in verify mode")
-    bob = show.get("alb-mtls-verify", "bob", show.source, extra=forged)
+    bob = show.get("alb-mtls-verify", "bob", show.source, headers=forged)
     show.check(bob.json.get("client_subject", "").startswith("CN=bob") and bob.json.get("client_ip") == show.source,
                "the ALB dropped the forged headers: the backend sees bob, at his real address")
     show.say("2. the same forged headers sent straight to the backend's header listener")
     s = show.stack.settings
-    web1, port = s.backend_ip("web1"), 8444
-    argv = ["curl", "-sS", "--cacert", str(s.certs_dir / "ca.pem"), *forged,
-            "--resolve", f"www.lab.test:{port}:{web1}", f"https://www.lab.test:{port}/whoami"]
-    show.command(argv, where="host")
-    out = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False).stdout
-    show.evidence(out)
-    show.check('"client_verify":"NONE"' in out and "admin" not in out,
+    straight = {"port": DESIGNS["alb-mtls-verify"].target.port, "address": s.backend_ip("web1"), "headers": forged, "timeout": 10}
+    host = Host(s.certs_dir)
+    show.command(command(host, None, **straight), where="host")
+    answer = request(host, None, **straight)
+    show.evidence(json.dumps(answer.body) if answer.json else str(answer))
+    show.check(answer.client_verify == "NONE" and "admin" not in json.dumps(answer.body),
                "not from the ALB's address: the headers are ignored and the request refused")
 
 

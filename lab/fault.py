@@ -21,7 +21,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from . import load, probe
+from . import containers, load
+from .client import Container, Host, request
 from .errors import StackError
 from .settings import BACKENDS
 from .stack import Stack
@@ -47,7 +48,7 @@ class Faults:
         self.api = stack.runtime_api()
 
     def _container(self, service: str):
-        return probe.compose_container(self.dc, self.stack.settings.project, service)
+        return containers.compose_container(self.dc, self.stack.settings.project, service)
 
     def _vpc(self):
         return self.dc.networks.get(f"{self.stack.settings.project}_vpc")
@@ -153,7 +154,7 @@ def _seconds(later: float | None, earlier: float) -> float | None:
     return round(later - earlier, 2) if later is not None else None
 
 
-def pin_clients(faults: Faults, box: probe.ClientContainer, pool: list[str], count: int,
+def pin_clients(faults: Faults, via: Container, pool: list[str], count: int,
                 client: str = "alice") -> dict[str, str]:
     """Pin ``count`` source addresses from ``pool`` with real requests, as evenly over the
     backends as the pool allows; return source -> backend.
@@ -169,7 +170,7 @@ def pin_clients(faults: Faults, box: probe.ClientContainer, pool: list[str], cou
     for src in pool:
         if len(chosen) == count:
             break
-        backend = box.get(client, src)[0].backend
+        backend = request(via, client, source=src).served().backend
         if list(chosen.values()).count(backend) < share:
             chosen[src] = backend
         else:
@@ -194,15 +195,15 @@ def measure(faults: Faults, kind: str, target: str, *, sources: list[str], clien
         and per-source backend paths (before, during, after).
     """
     s = faults.stack.settings
-    box = probe.ClientContainer(faults.dc, s.project)
+    via = Container(containers.ClientContainer(faults.dc, s.project))
     # start from a healthy baseline: a backend still rising after an earlier disturbance
     # (a scan, a reload) would take no new clients
     faults.api.wait_up(BACKENDS, timeout=30)
-    before = pin_clients(faults, box, sources, clients or len(sources), client)
+    before = pin_clients(faults, via, sources, clients or len(sources), client)
     sources = list(before)
     states = Timeline(faults.api.server_states).start()
-    certs_dir, port = s.certs_dir, faults.stack.nlb_port()
-    host = Timeline(lambda: {"host": probe.get(certs_dir, port, client, timeout=2).backend}).start()
+    from_host, port = Host(s.certs_dir), faults.stack.nlb_port()
+    host = Timeline(lambda: {"host": request(from_host, client, port=port, timeout=2).served().backend}).start()
     samples: list = []
     served: set = set()
     everyone_served = threading.Event()
@@ -213,7 +214,7 @@ def measure(faults: Faults, kind: str, target: str, *, sources: list[str], clien
             everyone_served.set()
 
     loader = threading.Thread(target=lambda: samples.extend(
-        load.run_load(box, sources, rate=rate, duration=duration, client=client, on_first=first_answer)),
+        load.run_load(via, sources, rate=rate, duration=duration, client=client, on_first=first_answer)),
         daemon=True)
     injected = restored = None
     undone = False
@@ -244,7 +245,7 @@ def measure(faults: Faults, kind: str, target: str, *, sources: list[str], clien
         finally:
             states.stop()
             host.stop()
-    after = {src: box.get(client, src)[0].backend for src in sources}
+    after = {src: request(via, client, source=src).served().backend for src in sources}
 
     detection = {n: _seconds(states.first(n, ("DOWN", "MAINT", "DRAIN"), injected), injected) for n in names}
     recovery = {n: _seconds(states.first(n, ("UP",), restored), restored) for n in names}

@@ -2,90 +2,56 @@
 
 Each source address runs one curl process that opens a new TLS connection per request
 (`Connection: close`) at a fixed rate (`--rate`), so every request is a fresh decision
-by the load balancer. curl reports, per request: HTTP status, the X-Backend header,
-time taken and curl's exit code (0 = no transport error).
+by the load balancer. Every request is an Answer (lab/answer.py) with its HTTP status,
+the X-Backend header, the time taken and curl's exit code (0 = no transport error).
 """
 
 from __future__ import annotations
 
 import collections
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 
-from .probe import ClientContainer
-
-WRITE_OUT = r"%{http_code} %header{x-backend} %{time_total} %{exitcode}\n"
+from .answer import Answer
+from .client import Container, Request, parse_curl
 
 
-@dataclass(frozen=True)
-class Sample:
-    """One request of a load run."""
-
-    source: str
-    seq: int
-    status: int
-    backend: str
-    seconds: float
-    curl_exit: int
-
-    @property
-    def ok(self) -> bool:
-        """Answered by a backend."""
-        return self.curl_exit == 0 and self.status == 200
-
-    @property
-    def sorry(self) -> bool:
-        """Answered by the sorry page (every backend down): not an error, not served either."""
-        return self.curl_exit == 0 and self.backend == "sorry"
-
-
-def _parse(source: str, out: str) -> list[Sample]:
-    samples = []
-    for seq, line in enumerate(l for l in out.splitlines() if l.strip()):
-        parts = line.split(" ")
-        if len(parts) != 4 or not parts[0].isdigit():
-            continue  # not a --write-out line
-        status, backend, seconds, code = parts
-        samples.append(Sample(source, seq, int(status), backend or "-", float(seconds), int(code)))
-    return samples
-
-
-def run_load(box: ClientContainer, sources: list[str], *, rate: int = 10, duration: float = 10.0,
-             client: str = "alice", url: str = "https://www.lab.test/whoami",
-             max_time: float = 3.0, on_first=None) -> list[Sample]:
+def run_load(via: Container, sources: list[str], *, rate: int = 10, duration: float = 10.0,
+             client: str = "alice", path: str = "/whoami", max_time: float = 3.0,
+             on_first=None) -> list[Answer]:
     """Load from every address in ``sources`` at ``rate`` requests/s each for ``duration`` s.
 
     Args:
+        via: the client container's transport.
         on_first: called with a source address as soon as a backend has answered one of
             its requests (curl's output is streamed), so a caller can start a fault only once every
             client is really sending.
 
     Returns:
-        Every request's Sample, in order per source.
+        Every request's Answer (bodies discarded), in order per source.
     """
     count = max(1, int(rate * duration))
 
-    def one(source: str) -> list[Sample]:
+    def one(source: str) -> list[Answer]:
+        req = Request(client, path=path, source=source, count=count, timeout=max_time)
         discard = ["-o", "/dev/null"] * count  # curl pairs each -o with one URL
-        argv = box.curl_argv(client, source, [url] * count, write_out=WRITE_OUT, max_time=max_time,
-                             extra=discard + ["--rate", f"{rate}/s"])
+        argv = via.argv(req, extra=discard + ["--rate", f"{rate}/s"])
         out, told = "", False
         # line-buffered: curl's --write-out to a pipe would otherwise arrive all at the end
         # and bounded: an abandoned run (the caller failed) stops by itself
         limit = str(int(duration + max_time + 10))
-        for chunk in box.exec_stream(["timeout", limit, "stdbuf", "-oL", *argv]):
+        for chunk in via.box.exec_stream(["timeout", limit, "stdbuf", "-oL", *argv]):
             out += chunk
-            if not told and on_first and any(x.ok for x in _parse(source, out)):
+            if not told and on_first and any(x.ok for x in parse_curl(out, source=source)):
                 told = True
                 on_first(source)
-        return _parse(source, out)
+        return parse_curl(out, source=source, argv=argv)
 
     with ThreadPoolExecutor(max_workers=len(sources)) as pool:
         results = list(pool.map(one, sources))
-    return [sample for per_source in results for sample in per_source]
+    return [answer for per_source in results for answer in per_source]
 
 
-def summarize(samples: list[Sample]) -> dict:
+def summarize(samples: list[Answer]) -> dict:
     """Totals, failures and the backends each source was sent to, in order of first use."""
     by_source: dict[str, list[str]] = collections.defaultdict(list)
     for s in samples:

@@ -26,8 +26,12 @@ import os
 import secrets
 
 import pytest
+import requests
 
-from . import designs, docker_env, probe
+from . import containers, designs, docker_env
+from .client import Container, from_url, request_many
+from .credentials import Credentials
+from .runtime_api import RuntimeAPI
 from .settings import Settings
 from .stack import Stack
 from .ui import UI
@@ -69,20 +73,50 @@ class RunningLab:
 
     def from_ip(self, source_ip: str) -> "_FromIP":
         """Requests from one of the client container's addresses, through the NLB."""
-        return _FromIP(probe.ClientContainer(self.dc, self.settings.project), source_ip)
+        return _FromIP(Container(containers.ClientContainer(self.dc, self.settings.project)), source_ip)
 
     @property
-    def runtime_api(self) -> probe.RuntimeAPI:
+    def runtime_api(self) -> RuntimeAPI:
         return self.stack.runtime_api()
 
 
 class _FromIP:
-    def __init__(self, box: probe.ClientContainer, source_ip: str):
-        self.box, self.source_ip = box, source_ip
+    def __init__(self, via: Container, source_ip: str):
+        self.via, self.source_ip = via, source_ip
 
     def get(self, client: str | None = "alice", count: int = 1, url: str = "https://www.lab.test/whoami"):
-        """``count`` requests, each a new connection; returns probe.Reply objects."""
-        return self.box.get(client, self.source_ip, count=count, url=url)
+        """``count`` requests, each a new connection; returns lab.answer.Answer objects.
+
+        Raises:
+            StackError: when one got no HTTP answer (curl's message included).
+        """
+        answers = request_many(self.via, client, count=count, source=self.source_ip, **from_url(url))
+        return [answer.served() for answer in answers]
+
+
+DEFAULT_TIMEOUT = 10.0
+
+
+class _Session(requests.Session):
+    """A session whose requests time out unless told otherwise (requests' default is never)."""
+
+    def request(self, *args, **kwargs):
+        kwargs.setdefault("timeout", DEFAULT_TIMEOUT)
+        return super().request(*args, **kwargs)
+
+
+def session_for(credentials: Credentials) -> requests.Session:
+    """A requests session that trusts only the lab CA and presents ``credentials``' certificate;
+    every request times out after 10 s unless given its own ``timeout``.
+
+    Raises:
+        CertsMissing: when a file is missing (the fix named).
+    """
+    s = _Session()
+    s.trust_env = False  # ignore REQUESTS_CA_BUNDLE and proxies: talk to the lab only
+    for name, value in credentials.check().requests_args().items():
+        setattr(s, name, value)
+    return s
 
 
 def lab_settings_for(config, base_dir, dc) -> Settings:
@@ -142,7 +176,7 @@ def lab_client(lab):
     sessions = []
 
     def make(name: str | None = "alice"):
-        session = probe.session(lab.certs_dir, name)
+        session = session_for(Credentials(lab.certs_dir, name))
         sessions.append(session)
         return session
 

@@ -20,9 +20,9 @@ import datetime as dt
 import time
 
 import docker.errors
-import requests
 
-from . import probe
+from . import containers
+from .client import Host, request
 from .designs import BASE_SERVICES, DESIGN_SERVICES, LOAD_BALANCERS
 from .errors import LabError, StackError
 
@@ -87,7 +87,7 @@ def check(stack, dc, known_ready: set | None = None) -> dict[str, str]:
             reasons[server] = "not checked: no load balancer answers"
     if "client" in reasons and not reasons["client"] and "client" not in known_ready:
         try:
-            container = probe.compose_container(dc, stack.settings.project, "client")
+            container = containers.compose_container(dc, stack.settings.project, "client")
             if container.exec_run(["test", "-f", "/run/lab-client-ready"])[0] != 0:
                 reasons["client"] = "still adding its source addresses"
         except (docker.errors.APIError, LabError) as exc:
@@ -131,22 +131,23 @@ def _through_the_alb(stack, reasons: dict) -> dict:
     found = {}
     if any(reasons.get(s) for s in ("web1", "web2")):
         return found
-    certs_dir = stack.settings.certs_dir
+    host = Host(stack.settings.certs_dir)
     try:
-        with probe.session(certs_dir, None) as s:
-            answer = s.get(f"https://localhost:{stack.design_port('alb')}/healthz", timeout=2)
-        if answer.headers.get("X-Backend") not in ("web1", "web2"):
-            found["alb-waf"] = f"the ALB answered {answer.status_code} without reaching a target"
-    except (requests.RequestException, LabError) as exc:
+        answer = request(host, None, port=stack.design_port("alb"), path="/healthz", timeout=2)
+        if not answer.status:
+            found["alb-waf"] = f"no answer through the ALB ({answer.error})"
+        elif answer.headers.get("x-backend") not in ("web1", "web2"):
+            found["alb-waf"] = f"the ALB answered {answer.status} without reaching a target"
+    except LabError as exc:
         found["alb-waf"] = f"no answer through the ALB ({type(exc).__name__})"
     if "verifier" in reasons and not reasons["verifier"] and not found:
         try:
-            with probe.session(certs_dir, "alice") as s:
-                answer = s.get(f"https://localhost:{stack.design_port('alb-mtls-passthrough')}/whoami",
-                               timeout=2)
-            if answer.status_code != 200:
-                found["verifier"] = f"a valid chain got {answer.status_code} through ALB passthrough"
-        except (requests.RequestException, LabError) as exc:
+            answer = request(host, "alice", port=stack.design_port("alb-mtls-passthrough"), timeout=2)
+            if not answer.status:
+                found["verifier"] = f"no answer through ALB passthrough ({answer.error})"
+            elif answer.status != 200:
+                found["verifier"] = f"a valid chain got {answer.status} through ALB passthrough"
+        except LabError as exc:
             found["verifier"] = f"no answer through ALB passthrough ({type(exc).__name__})"
     return found
 

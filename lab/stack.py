@@ -16,11 +16,14 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import certs, designs, docker_env, images, probe, readiness, render
+from . import certs, designs, docker_env, images, readiness, render
+from .containers import compose_container
 from .designs import DESIGN_SERVICES, DESIGNS, DIRECT_LISTENER, LOAD_BALANCERS, SERVICES
 from .errors import CommandFailed, NotReached, StackError
 from .proc import run, stream
+from .runtime_api import RuntimeAPI
 from .settings import Settings
+from .wait import wait_for
 
 # What `reload` refreshes by default (when running): servers holding certificates, a CA or a
 # CRL, and the load balancers' WAFs (their configs follow the listeners).
@@ -278,7 +281,7 @@ class Stack:
             if idle:
                 raise StackError(f"cannot reload {', '.join(idle)}: {states.get(idle[0]) or 'not started'} "
                                  f"(`lab status`; `lab fault restore` undoes a fault)")
-            containers = {s: probe.compose_container(dc, self.settings.project, s) for s in services}
+            containers = {s: compose_container(dc, self.settings.project, s) for s in services}
             rendered = render.render(self.settings, images.image_refs(dc), staged=True,
                                      owner=docker_env.socket_owner(dc))
             try:
@@ -316,7 +319,7 @@ class Stack:
             return seen[-streak:] == [wanted] * streak
 
         try:
-            probe.wait_for(switched, 15, interval=0.1, what=f"{service} serving generation {wanted}")
+            wait_for(switched, 15, interval=0.1, what=f"{service} serving generation {wanted}")
         except NotReached:
             raise StackError(f"{service} did not switch to the new configuration (it still serves "
                              f"{seen[-1] if seen else 'an unknown one'}): see `lab logs {service}`") from None
@@ -371,9 +374,9 @@ class Stack:
         """A load balancer's control socket on this host: "admin" (runtime API) or "stats"."""
         return self.settings.build_dir / "run" / lb / f"{which}.sock"
 
-    def runtime_api(self, lb: str = "nlb", timeout: float = 5.0) -> probe.RuntimeAPI:
+    def runtime_api(self, lb: str = "nlb", timeout: float = 5.0) -> RuntimeAPI:
         """HAProxy's runtime API of load balancer ``lb`` ("nlb", "nlb-tls", "alb")."""
-        return probe.RuntimeAPI(self.control_socket(lb), timeout=timeout)
+        return RuntimeAPI(self.control_socket(lb), timeout=timeout)
 
     def design_port(self, design: str) -> int:
         """Host port of a design's listener."""

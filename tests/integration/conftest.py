@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from lab import probe
+from lab.client import Container, Host
+from lab.containers import ClientContainer
+from lab.runtime_api import RuntimeAPI
 
 
 def pytest_collection_modifyitems(items):
@@ -32,11 +34,23 @@ def nlb_port(lab) -> int:
 
 
 @pytest.fixture(scope="session")
-def runtime_api(lab) -> probe.RuntimeAPI:
+def runtime_api(lab) -> RuntimeAPI:
     return lab.runtime_api
 
 
 @pytest.fixture(scope="session")
-def client_box(lab, docker_client) -> probe.ClientContainer:
+def client_box(lab, docker_client) -> ClientContainer:
     """curl/openssl inside the client container on the internet network."""
-    return probe.ClientContainer(docker_client, lab.settings.project)
+    return ClientContainer(docker_client, lab.settings.project)
+
+
+@pytest.fixture(scope="session")
+def from_client(client_box) -> Container:
+    """The client container's transport (curl) for lab.client.request."""
+    return Container(client_box)
+
+
+@pytest.fixture(scope="session")
+def from_host(certs_dir) -> Host:
+    """The host's transport (Python ssl, published ports on 127.0.0.1) for lab.client.request."""
+    return Host(certs_dir)

@@ -12,7 +12,7 @@ import stat
 
 import pytest
 
-from lab import probe
+from lab.containers import compose_container
 
 LOAD_BALANCERS = ("nlb", "alb", "nlb-tls")
 # What the runtime API, the stats page and the local peer listened on before.
@@ -29,8 +29,8 @@ def _connects(container, address: str, port: int) -> bool:
 def outsiders(lab, docker_client):
     """A client on the internet network and a backend on the vpc."""
     project = lab.settings.project
-    return {"client": probe.compose_container(docker_client, project, "client"),
-            "web1": probe.compose_container(docker_client, project, "web1")}
+    return {"client": compose_container(docker_client, project, "client"),
+            "web1": compose_container(docker_client, project, "web1")}
 
 
 @pytest.mark.parametrize("lb", LOAD_BALANCERS)
@@ -50,7 +50,7 @@ def test_no_control_port_answers_from_the_networks(lab, outsiders, lb, where):
 def test_only_the_listeners_listen_beyond_loopback(lab, docker_client, lb):
     """Every TCP socket a load balancer listens on, read from its kernel: beyond 127.0.0.1,
     only the designs' listener ports."""
-    container = probe.compose_container(docker_client, lab.settings.project, lb)
+    container = compose_container(docker_client, lab.settings.project, lb)
     listening = set()
     for table in ("tcp", "tcp6", "udp", "udp6"):
         _, out = container.exec_run(["cat", f"/proc/net/{table}"])

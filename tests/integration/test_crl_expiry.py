@@ -6,7 +6,10 @@ import datetime as dt
 
 import pytest
 
-from lab import certs, pki, probe
+from lab import certs, pki
+from lab.client import Host, request
+from lab.containers import compose_container
+from lab.wait import wait_for
 
 
 @pytest.fixture
@@ -16,7 +19,7 @@ def web2_with_stale_crl(lab, docker_client):
     now = pki.utcnow()
     stale = certs.crl_bundle(lab.settings.certs_dir, last_update=now - dt.timedelta(days=40),
                              next_update=now - dt.timedelta(days=10))
-    web2 = probe.compose_container(docker_client, lab.settings.project, "web2")
+    web2 = compose_container(docker_client, lab.settings.project, "web2")
     reload = ["nginx", "-s", "reload", "-c", "/etc/nginx/lab/nginx.conf"]
 
     def restore():
@@ -33,23 +36,21 @@ def web2_with_stale_crl(lab, docker_client):
 
 def direct(lab, backend, client="alice"):
     """One request straight to a backend's diagnostic listener."""
-    with probe.session(lab.settings.certs_dir, client) as s:
-        resp = s.get(f"https://localhost:{lab.stack.direct_port(backend)}/whoami", timeout=5)
-        return probe._parse(resp.status_code, resp.text)
+    return request(Host(lab.settings.certs_dir), client, port=lab.stack.direct_port(backend))
 
 
 def test_expired_crl_refuses_every_client(lab, runtime_api, web2_with_stale_crl):
-    verdict = probe.wait_for(lambda: (r := direct(lab, "web2")).status == 400 and r, 10,
+    verdict = wait_for(lambda: (r := direct(lab, "web2")).status == 400 and r, 10,
                              what="web2 refusing with the stale CRL")
     assert verdict.body["client_verify"] == "FAILED:CRL has expired"
     assert direct(lab, "web2", "bob").body["client_verify"] == "FAILED:CRL has expired"
     # the load balancer's own health checks are refused too: web2 is taken out of service
-    probe.wait_for(lambda: runtime_api.server_states()["web2"] == "DOWN", 10, what="web2 DOWN")
+    wait_for(lambda: runtime_api.server_states()["web2"] == "DOWN", 10, what="web2 DOWN")
     # negative control: web1 was not reloaded and still accepts alice
     ok = direct(lab, "web1")
     assert ok.status == 200 and ok.body["client_verify"] == "SUCCESS"
 
     # a current CRL and a reload bring web2 back
     web2_with_stale_crl()
-    probe.wait_for(lambda: direct(lab, "web2").status == 200, 10, what="web2 accepting again")
+    wait_for(lambda: direct(lab, "web2").status == 200, 10, what="web2 accepting again")
     runtime_api.wait_up(("web2",), timeout=10)

@@ -18,7 +18,10 @@ import urllib.parse
 
 import pytest
 
-from lab import certs, compare, pki, probe
+from lab import certs, compare, pki
+from lab.client import Host, request
+from lab.credentials import Credentials
+from lab.wait import wait_for
 from lab.designs import DESIGNS
 
 SQLI = f"/whoami?{compare.SQLI}"
@@ -69,7 +72,7 @@ def check(answer, expected):
     if expected == "ok":
         assert answer.status == 200 and answer.json["client_verify"] == "SUCCESS", answer.body
     elif expected.startswith("alert:"):
-        assert (answer.status, answer.alert) == (0, expected.split(":", 1)[1]), (answer.curl_exit, answer.stderr)
+        assert (answer.status, answer.alert) == (0, expected.split(":", 1)[1]), (answer.curl_exit, answer.error)
     else:
         status, verdict = expected.split(":", 1)
         assert (answer.status, answer.json.get("client_verify")) == (int(status), verdict), answer.body
@@ -146,9 +149,9 @@ def test_alb_stickiness_is_a_cookie_not_the_source_address(clients, source):
 
 
 def test_spoofed_identity_headers_are_replaced_at_the_alb(clients, source):
-    forged = ["-H", "X-Amzn-Mtls-Clientcert-Subject: CN=admin,O=mTLS Lab",
-              "-H", "X-Amzn-Mtls-Clientcert-Serial-Number: 01", "-H", "X-Forwarded-For: 6.6.6.6"]
-    bob = clients["alb-mtls-verify"].get("bob", source, extra=forged).json
+    forged = {"X-Amzn-Mtls-Clientcert-Subject": "CN=admin,O=mTLS Lab",
+              "X-Amzn-Mtls-Clientcert-Serial-Number": "01", "X-Forwarded-For": "6.6.6.6"}
+    bob = clients["alb-mtls-verify"].get("bob", source, headers=forged).json
     assert bob["client_subject"].startswith("CN=bob,") and bob["client_serial"] != "01"
     assert bob["client_ip"] == source
 
@@ -156,29 +159,26 @@ def test_spoofed_identity_headers_are_replaced_at_the_alb(clients, source):
 def test_spoofed_chain_header_is_replaced_at_the_alb(clients, source, certs_dir):
     """Passthrough: a forged chain header (alice's public certificate) is replaced by bob's."""
     alice_pem = certs.Layout(certs_dir).client_cert("alice").read_text()
-    forged = ["-H", f"X-Amzn-Mtls-Clientcert: {urllib.parse.quote(alice_pem)}"]
-    bob = clients["alb-mtls-passthrough"].get("bob", source, extra=forged).json
+    forged = {"X-Amzn-Mtls-Clientcert": urllib.parse.quote(alice_pem)}
+    bob = clients["alb-mtls-passthrough"].get("bob", source, headers=forged).json
     assert bob["client_subject"].startswith("CN=bob,")
     # With no client certificate the ALB sets no chain header, so only its `del-header` stops
     # the client's copy: this is the check that fails when those lines are removed (the
     # verify-mode test above cannot: `set-header` replaces those headers anyway).
-    nobody = clients["alb-mtls-passthrough"].get(None, source, extra=forged)
+    nobody = clients["alb-mtls-passthrough"].get(None, source, headers=forged)
     assert nobody.status == 400 and nobody.json["client_verify"] == "NONE"
 
 
-def test_headers_sent_straight_to_the_backend_are_not_believed(lab, certs_dir):
+def test_headers_sent_straight_to_the_backend_are_not_believed(lab, certs_dir, from_host):
     """From the host (on the vpc bridge, not the ALB's address) to the header listeners."""
-    ca = str(certs.Layout(certs_dir).ca_cert)
     web1 = lab.settings.backend_ip("web1")
     alice_pem = certs.Layout(certs_dir).client_cert("alice").read_text()
-    cases = {8444: ["-H", "X-Amzn-Mtls-Clientcert-Subject: CN=admin,O=mTLS Lab"],
-             8445: ["-H", f"X-Amzn-Mtls-Clientcert: {urllib.parse.quote(alice_pem)}"]}
+    cases = {8444: {"X-Amzn-Mtls-Clientcert-Subject": "CN=admin,O=mTLS Lab"},
+             8445: {"X-Amzn-Mtls-Clientcert": urllib.parse.quote(alice_pem)}}
     for port, forged in cases.items():
-        out = subprocess.run(["curl", "-sS", "--max-time", "5", "--cacert", ca, *forged, "--resolve",
-                              f"www.lab.test:{port}:{web1}", f"https://www.lab.test:{port}/whoami"],
-                             capture_output=True, text=True, check=False).stdout
-        body = json.loads(out)
-        assert body["client_verify"] == "NONE" and body["error"] == "client certificate refused", out
+        answer = request(from_host, None, port=port, address=web1, headers=forged)
+        assert answer.status == 400, (port, answer)
+        assert answer.client_verify == "NONE" and answer.json["error"] == "client certificate refused", answer.body
 
 
 def test_nlb_tls_listener_serves_only_the_nlb(lab, certs_dir):
@@ -300,7 +300,7 @@ def test_reload_brings_a_new_crl_to_every_load_balancer_that_verifies(lab, docke
 
     def wait_until_served(when, timeout):
         for design in verifiers:
-            probe.wait_for(lambda d=design: alice(d).status == 200, timeout, what=f"{design} serving alice {when}")
+            wait_for(lambda d=design: alice(d).status == 200, timeout, what=f"{design} serving alice {when}")
 
     wait_until_served("before the test", 15)  # an earlier test (sorry-page demo) may have stopped the backends
     crl.write_bytes(certs.crl_bundle(lab.settings.certs_dir, last_update=now - dt.timedelta(days=40),
@@ -310,7 +310,7 @@ def test_reload_brings_a_new_crl_to_every_load_balancer_that_verifies(lab, docke
         assert {d: alice(d).status for d in verifiers} == dict.fromkeys(verifiers, 200)
         lab.stack.reload(dc=docker_client)
         for design in verifiers:
-            assert probe.wait_for(lambda d=design: alice(d).handshake_failed, 10,
+            assert wait_for(lambda d=design: alice(d).handshake_failed, 10,
                                   what=f"{design} refusing with the stale CRL")
     finally:
         crl.write_bytes(saved)
@@ -324,29 +324,18 @@ def test_the_health_check_certificate_opens_health_checks_only(clients, source, 
     and CA checks), but it is no user: every design refuses it for /whoami."""
     lay = certs.Layout(certs_dir)
     # the client container has no copy of the health key: the request goes from the host
+    health = Credentials(certs_dir, None, cert=lay.health_cert, key=lay.health_key)
+    from_host = Host(certs_dir)
     refused = {}
     for design in clients:
         port = lab.nlb_port if design == "nlb" else lab.stack.design_port(design)
-        proc = subprocess.run(["curl", "-sS", "--max-time", "5", "--cacert", str(lay.ca_cert),
-                               "--cert", str(lay.health_cert), "--key", str(lay.health_key),
-                               "--resolve", f"www.lab.test:{port}:127.0.0.1", "-w", "\n%{http_code}",
-                               f"https://www.lab.test:{port}/whoami"],
-                              capture_output=True, text=True, timeout=10, check=False)
-        refused[design] = proc.stdout.rpartition("\n")[2]
-    assert refused == {"nlb": "403", "alb": "400", "alb-mtls-verify": "403",
-                       "alb-mtls-passthrough": "400", "nlb-tls-mtls": "000"}, refused
-    # nor through a path that only looks like /healthz ("$" in a regex would match before "\n")
+        refused[design] = request(from_host, health, port=port).status
+    assert refused == {"nlb": 403, "alb": 400, "alb-mtls-verify": 403,
+                       "alb-mtls-passthrough": 400, "nlb-tls-mtls": 0}, refused
+    # nor through a path that only looks like /healthz ("$" in a regex would match before "\n");
+    # http.client sends the path as it is (curl needs --path-as-is)
     for path in ("/healthz%0A", "/healthz%0a", "/healthz/", "/healthz/../whoami?x", "//whoami"):
-        proc = subprocess.run(["curl", "-sS", "--max-time", "5", "--path-as-is", "--cacert", str(lay.ca_cert),
-                               "--cert", str(lay.health_cert), "--key", str(lay.health_key),
-                               "--resolve", f"www.lab.test:{lab.nlb_port}:127.0.0.1", "-o", "/dev/null",
-                               "-w", "%{http_code}", f"https://www.lab.test:{lab.nlb_port}{path}"],
-                              capture_output=True, text=True, timeout=10, check=False)
-        assert proc.stdout == "403", (path, proc.stdout)
+        assert request(from_host, health, port=lab.nlb_port, path=path).status == 403, path
     # positive control: the same certificate opens /healthz on a backend (the checks' path)
-    proc = subprocess.run(["curl", "-sS", "--max-time", "5", "--cacert", str(lay.ca_cert),
-                           "--cert", str(lay.health_cert), "--key", str(lay.health_key),
-                           "--resolve", f"www.lab.test:{lab.nlb_port}:127.0.0.1", "-w", " %{http_code}",
-                           f"https://www.lab.test:{lab.nlb_port}/healthz"],
-                          capture_output=True, text=True, timeout=10, check=False)
-    assert proc.stdout == "ok\n 200"
+    ok = request(from_host, health, port=lab.nlb_port, path="/healthz")
+    assert (ok.status, ok.body) == (200, "ok")

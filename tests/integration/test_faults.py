@@ -11,12 +11,15 @@ What the lab promises, with health checks every 1 s, fall 2, rise 2, check timeo
 """
 
 import http.client
-import ssl
 import time
 
 import pytest
 
-from lab import certs, fault, probe
+from lab import fault
+from lab.client import Container, request
+from lab.containers import ClientContainer
+from lab.credentials import Credentials
+from lab.wait import wait_for
 
 DETECT_BOUND_S = 5.0  # fall x (inter + timeout check) + inter, see haproxy.cfg.j2
 RATE = 5
@@ -63,22 +66,22 @@ def test_backend_dies_under_load(faults, lab, kind):
 
 def test_maint_moves_pinned_clients_drain_keeps_them(faults, lab):
     s = lab.settings
-    box = probe.ClientContainer(faults.dc, s.project)
-    pins = fault.pin_clients(faults, box, s.client_extra_ips[:-1], 4)
+    via = Container(ClientContainer(faults.dc, s.project))
+    pins = fault.pin_clients(faults, via, s.client_extra_ips[:-1], 4)
     on_web1 = [src for src, b in pins.items() if b == "web1"]
     assert on_web1, f"nobody pinned to web1 ({pins}): nothing to test"
     newcomer = s.client_extra_ips[-1]  # never sent a request: not pinned
     faults.inject("drain", "web1")
     try:
         # drain: no new clients, but pinned ones stay (persistence is honoured)
-        assert {box.get("alice", src)[0].backend for src in on_web1} == {"web1"}
-        assert box.get("alice", newcomer)[0].backend == "web2"
+        assert {request(via, "alice", source=src).backend for src in on_web1} == {"web1"}
+        assert request(via, "alice", source=newcomer).backend == "web2"
     finally:
         faults.restore("drain", "web1")
     faults.inject("maint", "web1")
     try:
         # maintenance: no traffic at all, pinned clients are sent elsewhere
-        assert {box.get("alice", src)[0].backend for src in on_web1} == {"web2"}
+        assert {request(via, "alice", source=src).backend for src in on_web1} == {"web2"}
     finally:
         faults.restore("maint", "web1")
     faults.api.wait_up(("web1",), timeout=10)
@@ -106,9 +109,7 @@ def test_reload_under_load_loses_nothing(faults, lab):
 
 def test_reload_with_a_config_change_keeps_an_established_connection(lab, docker_client, runtime_api):
     s = lab.settings
-    lay = certs.Layout(s.certs_dir)
-    ctx = ssl.create_default_context(cafile=str(lay.ca_cert))
-    ctx.load_cert_chain(lay.client_cert("alice"), lay.client_key("alice"))
+    ctx = Credentials(s.certs_dir, "alice").ssl_context()
     conn = http.client.HTTPSConnection("localhost", lab.stack.nlb_port(), context=ctx, timeout=5)
     try:
         conn.request("GET", "/whoami")
@@ -117,7 +118,7 @@ def test_reload_with_a_config_change_keeps_an_established_connection(lab, docker
         sock = conn.sock
         changed = type(lab.stack)(s.with_(stick_expire="20m"))  # a real config change
         changed.reload(dc=docker_client, services=("nlb",))
-        probe.wait_for(lambda: _table_expiry_ms(runtime_api) <= 20 * 60 * 1000, 10, what="new config active")
+        wait_for(lambda: _table_expiry_ms(runtime_api) <= 20 * 60 * 1000, 10, what="new config active")
         conn.request("GET", "/whoami")
         second = conn.getresponse()
         second.read()

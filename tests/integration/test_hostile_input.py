@@ -6,7 +6,10 @@ import ssl
 
 import pytest
 
-from lab import certs, probe
+from lab.answer import parse_body
+from lab.client import request
+from lab.credentials import Credentials
+from lab.containers import compose_container
 
 SPOOFED = {
     "X-Forwarded-For": "6.6.6.6",
@@ -17,21 +20,17 @@ SPOOFED = {
 }
 
 
-def test_client_sent_identity_headers_are_ignored(lab, client_box):
+def test_client_sent_identity_headers_are_ignored(lab, from_client):
     source = lab.settings.client_extra_ips[12]
-    extra = [arg for name, value in SPOOFED.items() for arg in ("-H", f"{name}: {value}")]
-    rc, out = client_box.exec(client_box.curl_argv("alice", source, ["https://www.lab.test/whoami"], extra=extra))
-    (reply,) = probe._split_curl(out)
-    assert rc == 0 and reply.status == 200
+    reply = request(from_client, "alice", source=source, headers=SPOOFED)
+    assert reply.curl_exit == 0 and reply.status == 200
     assert reply.body["client_ip"] == source  # from the PROXY header, not X-Forwarded-For/X-Real-IP
     assert reply.body["client_subject"] == "CN=alice,OU=clients,O=mTLS Lab"  # from TLS, not a header
 
 
-def test_spoofed_headers_do_not_replace_a_missing_certificate(lab, client_box):
+def test_spoofed_headers_do_not_replace_a_missing_certificate(lab, from_client):
     source = lab.settings.client_extra_ips[12]
-    extra = [arg for name, value in SPOOFED.items() for arg in ("-H", f"{name}: {value}")]
-    rc, out = client_box.exec(client_box.curl_argv(None, source, ["https://www.lab.test/whoami"], extra=extra))
-    (reply,) = probe._split_curl(out)
+    reply = request(from_client, None, source=source, headers=SPOOFED)
     assert reply.status == 400 and reply.body["client_verify"] == "NONE"
 
 
@@ -39,9 +38,7 @@ def raw_exchange(certs_dir, port, payload: bytes, client="alice", host="127.0.0.
                  preamble: bytes = b"") -> bytes:
     """Send ``preamble`` in clear (a PROXY header), then ``payload`` over TLS with
     ``client``'s certificate, and return what comes back."""
-    lay = certs.Layout(certs_dir)
-    ctx = ssl.create_default_context(cafile=str(lay.ca_cert))
-    ctx.load_cert_chain(lay.client_cert(client), lay.client_key(client))
+    ctx = Credentials(certs_dir, client).ssl_context()
     with socket.create_connection((host, port), timeout=10) as raw:
         raw.sendall(preamble)
         with ctx.wrap_socket(raw, server_hostname="www.lab.test") as tls:
@@ -74,15 +71,15 @@ BAD_REQUESTS = [
 
 
 @pytest.mark.parametrize("payload, expected", BAD_REQUESTS)
-def test_bad_requests_get_clean_errors(certs_dir, nlb_port, payload, expected):
+def test_bad_requests_get_clean_errors(certs_dir, from_host, nlb_port, payload, expected):
     answer = raw_exchange(certs_dir, nlb_port, payload)
     assert status_line(answer).startswith(expected), answer[:200]
     assert b"Server: nginx" in answer  # the backend answered, cleanly
     # and the lab still serves a normal request afterwards
-    assert probe.get(certs_dir, nlb_port, "alice").status == 200
+    assert request(from_host, "alice", port=nlb_port).status == 200
 
 
-def test_garbage_instead_of_tls_is_dropped_and_service_continues(certs_dir, nlb_port):
+def test_garbage_instead_of_tls_is_dropped_and_service_continues(from_host, nlb_port):
     with socket.create_connection(("127.0.0.1", nlb_port), timeout=5) as raw:
         raw.sendall(b"\x00\xffnot a TLS ClientHello\r\n\r\n" * 10)
         try:
@@ -92,12 +89,12 @@ def test_garbage_instead_of_tls_is_dropped_and_service_continues(certs_dir, nlb_
     # nginx answers bytes that are not TLS with a plain-text 400 and closes; no application data
     assert answer.startswith(b"HTTP/1.1 400 Bad Request"), answer[:100]
     assert b"whoami" not in answer and b"client_verify" not in answer
-    assert probe.get(certs_dir, nlb_port, "alice").status == 200
+    assert request(from_host, "alice", port=nlb_port).status == 200
 
 
 def test_request_without_proxy_header_is_dropped_by_the_backend(lab, docker_client):
     """Only the load balancer's PROXY header is believed: a connection to :443 without one fails."""
-    nlb = probe.compose_container(docker_client, lab.settings.project, "nlb")
+    nlb = compose_container(docker_client, lab.settings.project, "nlb")
     backend_ip = lab.settings.backend_ip("web1")
     base = ["curl", "-sS", "--max-time", "5", "-o", "/dev/null", "-w", "%{http_code}",
             "--cacert", "/etc/lab/trust/ca.pem", "--cert", "/etc/lab/health/health.crt",
@@ -121,10 +118,10 @@ def test_proxy_header_from_anyone_but_the_load_balancer_is_not_believed(lab, cer
     answer = raw_exchange(certs_dir, 443, b"GET /whoami HTTP/1.1\r\nHost: www.lab.test\r\nConnection: close\r\n\r\n",
                           host=web1, preamble=forged)
     body = answer.split(b"\r\n\r\n", 1)[1]
-    reply = probe._parse(200, body.decode())
+    seen = parse_body(body.decode())
     assert status_line(answer) == "HTTP/1.1 200 OK"
-    assert reply.body["client_ip"] != "6.6.6.6"
-    assert reply.body["client_ip"] == reply.body["peer_ip"] == str(s.vpc_subnet.network_address + 1)
+    assert seen["client_ip"] != "6.6.6.6"
+    assert seen["client_ip"] == seen["peer_ip"] == str(s.vpc_subnet.network_address + 1)
 
 
 def test_a_client_that_trickles_its_headers_is_cut_off_at_the_alb(lab, certs_dir):
@@ -132,9 +129,7 @@ def test_a_client_that_trickles_its_headers_is_cut_off_at_the_alb(lab, certs_dir
     `timeout http-request` closes it after 10 s, as nginx's client_header_timeout does."""
     import time
 
-    lay = certs.Layout(certs_dir)
-    ctx = ssl.create_default_context(cafile=str(lay.ca_cert))
-    ctx.load_cert_chain(lay.client_cert("alice"), lay.client_key("alice"))
+    ctx = Credentials(certs_dir, "alice").ssl_context()
     with socket.create_connection(("127.0.0.1", lab.stack.design_port("alb-mtls-verify")), timeout=30) as raw:
         with ctx.wrap_socket(raw, server_hostname="www.lab.test") as tls:
             started = time.monotonic()

@@ -9,7 +9,8 @@ import sys
 import docker
 import pytest
 
-from lab import docker_env, probe
+from lab import docker_env
+from lab.client import Host, request
 from lab.errors import CertsMissing, ComposeMissing
 from lab.settings import Settings
 
@@ -79,7 +80,7 @@ def test_missing_compose_without_a_bundle_names_the_install(tmp_path, monkeypatc
 
 def test_missing_client_certificate_is_named(tmp_path):
     with pytest.raises(CertsMissing, match=r"ca.pem is missing: run `lab certs`"):
-        probe.session(tmp_path, "alice")
+        request(Host(tmp_path), "alice", port=443)
 
 
 def test_a_start_that_fails_half_way_leaves_nothing_behind(tmp_path, docker_client):
@@ -119,7 +120,7 @@ def test_a_subnet_taken_between_check_and_start_is_picked_again(tmp_path, docker
     try:
         stack.up(UI(quiet=True))
         assert stack.settings.internet_subnet != internet  # moved off the taken one
-        assert probe.get(stack.settings.certs_dir, stack.nlb_port(), "alice").status == 200
+        assert request(Host(stack.settings.certs_dir), "alice", port=stack.nlb_port()).status == 200
     finally:
         stack.down()
         other.remove()

@@ -8,7 +8,9 @@ import sys
 
 import pytest
 
-from lab import certs, compare, pki, probe, render
+from lab import certs, compare, pki, render
+from lab.client import Host, request
+from lab.wait import wait_for
 from lab.errors import StackError
 
 # How each design refuses a revoked client: its load balancer's TLS alert, or the
@@ -59,7 +61,7 @@ def test_a_config_haproxy_refuses_changes_nothing(lab, docker_client):
         assert trust.read_bytes() == trust_before  # put back
         assert not list(cfg.parent.glob("*" + render.STAGED))
         assert lab.stack.runtime_api().command("show env LAB_GENERATION") == live
-        assert probe.get(lab.certs_dir, lab.nlb_port, "alice").status == 200
+        assert request(Host(lab.certs_dir), "alice", port=lab.nlb_port).status == 200
     finally:
         crl.write_bytes(saved)
 
@@ -81,7 +83,7 @@ def test_a_client_revoked_before_reload_is_refused_everywhere_when_it_returns(la
     crl = lab.settings.certs_dir / "crl.pem"
     saved = crl.read_bytes()
     for design, client in clients.items():  # negative control: bob is in, except where nobody is
-        probe.wait_for(lambda c=client: c.get("bob", source).status in (200, 400), 15, what=f"{design} serving")
+        wait_for(lambda c=client: c.get("bob", source).status in (200, 400), 15, what=f"{design} serving")
         expected = "400:NONE" if design == "alb" else "ok"
         assert outcome(client.get("bob", source)) == expected, design
     certs.revoke(lab.settings.certs_dir, "bob")
