@@ -14,7 +14,7 @@ import secrets
 from .answer import Answer
 from .client import Container, Listener
 from .containers import ClientContainer
-from .designs import DESIGNS
+from .designs import BACKEND_LISTENERS, DESIGNS
 from .stack import Stack
 
 SQLI = "id=1%27%20OR%20%271%27%3D%271"
@@ -43,21 +43,12 @@ def _backend_log(stack: Stack, nonce: str) -> dict:
     return {}
 
 
-# How each backend listener learns who the client is (the listener is in every answer).
-IDENTITY_VIA = {"tls": "TLS", "alb-headers": "X-Amzn-Mtls-* headers",
-                "alb-chain": "chain header, verified by backend"}
-
-
 def _enforcement(refused: Answer) -> str:
     if refused.handshake_failed:
         return "load balancer, TLS handshake"
-    listener = refused.json.get("listener")
-    if refused.status == 400 and listener == "tls":
-        return "backend nginx, TLS"
-    if refused.status == 400 and listener == "alb-chain":
-        return "backend verifier"
-    if refused.status == 400 and listener == "alb-headers":
-        return "backend, headers"
+    listener = BACKEND_LISTENERS.get(refused.json.get("listener"))
+    if refused.status == 400 and listener:
+        return listener.refused_by
     return f"unclear (HTTP {refused.status}, curl exit {refused.curl_exit})"
 
 
@@ -87,7 +78,8 @@ def probe_design(stack: Stack, client: Listener) -> dict:
 
     subject = alice.json.get("client_subject", "")
     if auth_ok and subject:
-        identity = f"yes, {IDENTITY_VIA.get(alice.json.get('listener'), '?')} ({subject.split(',')[0]})"
+        via = BACKEND_LISTENERS.get(alice.json.get("listener"))
+        identity = f"yes, {via.identity if via else '?'} ({subject.split(',')[0]})"
     elif auth_ok:
         identity = "no: verified at the LB, not forwarded"
     else:

@@ -92,13 +92,14 @@ class BackendListener:
     name: str        # as /whoami reports it ("listener")
     port: int        # container side
     identity: str    # how this listener learns who the client is
+    refused_by: str  # who turns a client away here (`lab compare`'s "enforced at")
     headers: IdentityHeaders | None = None  # identity in headers, believed from one load balancer
 
 
 # The backends' TLS listeners: 443 takes PROXY v2 + TLS (the NLB), the diagnostic one the
 # same without PROXY protocol (published on the host's loopback only, and the plain ALB's).
-TLS_LISTENER = BackendListener("tls", 443, "TLS, verified by the backend")
-DIRECT_LISTENER = BackendListener("direct", 8443, "TLS, verified by the backend")
+TLS_LISTENER = BackendListener("tls", 443, "TLS", "backend nginx, TLS")
+DIRECT_LISTENER = BackendListener("direct", 8443, "TLS", "backend nginx, TLS")
 RENDER_PORT = 8447  # the backends' loopback helper that renders the verifier's answers
 
 
@@ -122,7 +123,7 @@ CLIENT_HOST = 20          # the client container's primary address (internet sid
 CLIENT_EXTRA_FIRST = 100  # its extra source addresses start here
 
 
-ALB_HEADERS = BackendListener("alb-headers", 8444, "X-Amzn-Mtls-* headers", IdentityHeaders(
+ALB_HEADERS = BackendListener("alb-headers", 8444, "X-Amzn-Mtls-* headers", "backend, headers", IdentityHeaders(
     subject="X-Amzn-Mtls-Clientcert-Subject", issuer="X-Amzn-Mtls-Clientcert-Issuer",
     serial="X-Amzn-Mtls-Clientcert-Serial-Number", validity="X-Amzn-Mtls-Clientcert-Validity",
     leaf="X-Amzn-Mtls-Clientcert-Leaf"))
@@ -148,7 +149,7 @@ LOAD_BALANCERS = {lb.service: lb for lb in (
                    "ALB mutual TLS, verify mode (2023): the ALB checks, the backends read X-Amzn-Mtls-* headers",
                    verifies="load balancer", forwards="X-Amzn-Mtls-Clientcert-* headers, X-Forwarded-For"),
             Design("alb-mtls-passthrough", "LAB_ALB_PASSTHROUGH_PORT", 8452, 8452, "chain",
-                   BackendListener("alb-chain", 8445, "chain header, verified by backend"),
+                   BackendListener("alb-chain", 8445, "chain header, verified by backend", "backend verifier"),
                    "ALB mutual TLS, passthrough (2023): the ALB forwards the chain, the backends verify it",
                    verifies="backend (the chain verifier)", forwards="X-Amzn-Mtls-Clientcert, X-Forwarded-For"),
         )),
@@ -157,7 +158,7 @@ LOAD_BALANCERS = {lb.service: lb for lb in (
         summary="HAProxy terminating TLS with client verification, source-IP stickiness, PROXY v2 to the targets",
         designs=(Design(
             "nlb-tls-mtls", "LAB_NLB_TLS_PORT", 8453, 443, "verify",
-            BackendListener("nlb-tls", 8446, "verified by the load balancer; not forwarded"),
+            BackendListener("nlb-tls", 8446, "verified by the load balancer; not forwarded", "load balancer"),
             "NLB TLS listener with mutual TLS verify (2026): the NLB checks, the client IP is kept",
             verifies="load balancer", forwards="client address by PROXY v2; the identity is not forwarded"),)),
 )}

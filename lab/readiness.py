@@ -23,7 +23,7 @@ import docker.errors
 
 from . import containers
 from .client import Host, request
-from .designs import BASE_SERVICES, DESIGN_SERVICES, LOAD_BALANCERS
+from .designs import BACKENDS, BASE_SERVICES, DESIGN_SERVICES, LOAD_BALANCERS, SORRY
 from .errors import LabError, StackError
 
 PASSED = ("L4OK", "L6OK", "L7OK")
@@ -82,7 +82,7 @@ def check(stack, dc, known_ready: set | None = None) -> dict[str, str]:
                     reasons[server] = f"{status} at {lb} (last check {last or '-'})"
                 elif _newer_than_checks(stack, started, server, lb):
                     reasons[server] = f"restarted; waiting for {lb} to check the new container"
-    for server in ("web1", "web2", "sorry"):
+    for server in (*BACKENDS, SORRY.name):
         if server in reasons and not reasons[server] and server not in vouched:
             reasons[server] = "not checked: no load balancer answers"
     if "client" in reasons and not reasons["client"] and "client" not in known_ready:
@@ -92,10 +92,11 @@ def check(stack, dc, known_ready: set | None = None) -> dict[str, str]:
                 reasons["client"] = "still adding its source addresses"
         except (docker.errors.APIError, LabError) as exc:
             reasons["client"] = f"cannot be asked ({exc})"
-    if "alb" in reasons and not reasons["alb"]:
-        for svc, why in _through_the_alb(stack, reasons).items():
-            if not reasons.get(svc):  # an exited service keeps its own, better reason
-                reasons[svc] = why
+    for lb in LOAD_BALANCERS.values():
+        if lb.companions and lb.service in reasons and not reasons[lb.service]:
+            for svc, why in _through(stack, lb, reasons).items():
+                if not reasons.get(svc):  # an exited service keeps its own, better reason
+                    reasons[svc] = why
     return reasons
 
 
@@ -125,30 +126,35 @@ def _newer_than_checks(stack, started: dict, server: str, lb: str) -> bool:
     return (dt.datetime.now(dt.timezone.utc) - started[server]).total_seconds() < round_s
 
 
-def _through_the_alb(stack, reasons: dict) -> dict:
-    """The WAF (every ALB request crosses it) and the verifier (passthrough asks it); asked
-    only when the targets serve, so a missing target is not blamed on them."""
+def _through(stack, lb, reasons: dict) -> dict:
+    """A load balancer's companions, asked through its listeners: its WAF (every request
+    crosses it) and the chain verifier (its passthrough listener asks it). Asked only when
+    the targets serve, so a missing target is not blamed on them."""
     found = {}
-    if any(reasons.get(s) for s in ("web1", "web2")):
+    if any(reasons.get(s) for s in BACKENDS):
         return found
     host = Host(stack.settings.certs_dir)
-    try:
-        answer = request(host, None, port=stack.design_port("alb"), path="/healthz", timeout=2)
-        if not answer.status:
-            found["alb-waf"] = f"no answer through the ALB ({answer.error})"
-        elif answer.headers.get("x-backend") not in ("web1", "web2"):
-            found["alb-waf"] = f"the ALB answered {answer.status} without reaching a target"
-    except LabError as exc:
-        found["alb-waf"] = f"no answer through the ALB ({type(exc).__name__})"
-    if "verifier" in reasons and not reasons["verifier"] and not found:
+    first = lb.designs[0].name
+    if lb.waf:
+        waf = f"{lb.service}-waf"
         try:
-            answer = request(host, "alice", port=stack.design_port("alb-mtls-passthrough"), timeout=2)
+            answer = request(host, "alice", port=stack.design_port(first), path="/healthz", timeout=2)
             if not answer.status:
-                found["verifier"] = f"no answer through ALB passthrough ({answer.error})"
-            elif answer.status != 200:
-                found["verifier"] = f"a valid chain got {answer.status} through ALB passthrough"
+                found[waf] = f"no answer through {first} ({answer.error})"
+            elif answer.headers.get("x-backend") not in BACKENDS:
+                found[waf] = f"{first} answered {answer.status} without reaching a target"
         except LabError as exc:
-            found["verifier"] = f"no answer through ALB passthrough ({type(exc).__name__})"
+            found[waf] = f"no answer through {first} ({type(exc).__name__})"
+    chain = [d.name for d in lb.designs if d.mode == "chain"]
+    if lb.verifier and chain and "verifier" in reasons and not reasons["verifier"] and not found:
+        try:
+            answer = request(host, "alice", port=stack.design_port(chain[0]), timeout=2)
+            if not answer.status:
+                found["verifier"] = f"no answer through {chain[0]} ({answer.error})"
+            elif answer.status != 200:
+                found["verifier"] = f"a valid chain got {answer.status} through {chain[0]}"
+        except LabError as exc:
+            found["verifier"] = f"no answer through {chain[0]} ({type(exc).__name__})"
     return found
 
 
