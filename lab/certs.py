@@ -30,7 +30,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from . import pki
+from . import pemfile, pki
 from .errors import CertsMissing, PkiDamaged, SettingsError
 
 SERVER_NAME = "www.lab.test"
@@ -177,7 +177,7 @@ def _pair_ok(cert_path: Path, key_path: Path) -> list | None:
     (unencrypted, EC or RSA) matches the leaf, else None."""
     chain = _load_chain(cert_path)
     try:
-        key = pki.load_private_key(_read(key_path))
+        key = pemfile.load_private_key(_read(key_path))
     except ValueError:
         return None
     return chain if chain and pki.keys_match(chain[0], key) else None
@@ -187,7 +187,7 @@ def _health_pem_ok(lay: Layout) -> bool:
     """health.pem holds health.crt's chain and the key that matches it (HAProxy's ``crt``)."""
     try:
         data = _read(lay.health_pem)
-        key = pki.load_private_key(data)
+        key = pemfile.load_private_key(data)
         chain = x509.load_pem_x509_certificates(data)  # at least one, or ValueError
     except ValueError:
         return False
@@ -466,7 +466,7 @@ def revoke(root: Path, name: str) -> int:
             break
     else:
         raise CertsMissing(f"{name} was not issued by the lab's CAs: nothing to revoke")
-    pki.write_file(lay.crl, _bundle(authorities, now - pki.CLOCK_SKEW))
+    pemfile.write_file(lay.crl, _bundle(authorities, now - pki.CLOCK_SKEW))
     return cert.serial_number
 
 
@@ -532,7 +532,7 @@ def _load_ca(cert_path: Path, key_path: Path, parent: pki.CA | None = None) -> p
     except ValueError:
         raise ValueError(f"{cert_path} holds no PEM certificate") from None
     try:
-        key = pki.load_private_key(key_pem)
+        key = pemfile.load_private_key(key_pem)
     except ValueError as exc:
         raise ValueError(f"{key_path}: {exc}") from None
     if not pki.keys_match(cert, key):

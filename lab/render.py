@@ -23,7 +23,7 @@ from pathlib import Path
 import jinja2
 
 from .certs import HEALTH_CN, SERVER_NAME, Layout
-from .pki import write_file
+from .pemfile import write_file
 from .designs import DESIGNS
 from . import resources
 from .settings import BACKEND_PORTS, BACKENDS, DIRECT_PORT, Settings

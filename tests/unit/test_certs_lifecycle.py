@@ -12,7 +12,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from lab import certs, pki
+from lab import certs, pemfile, pki
 
 
 def snapshot(root):
@@ -137,9 +137,9 @@ def test_write_file_syncs_the_data_then_the_rename(tmp_path, monkeypatch):
         events.append("replace")
         real_replace(src, dst)
 
-    monkeypatch.setattr(pki.os, "fsync", fsync)
-    monkeypatch.setattr(pki.os, "replace", replace)
-    pki.write_file(tmp_path / "k.key", b"secret", private=True)
+    monkeypatch.setattr(pemfile.os, "fsync", fsync)
+    monkeypatch.setattr(pemfile.os, "replace", replace)
+    pemfile.write_file(tmp_path / "k.key", b"secret", private=True)
     assert events == ["fsync file", "replace", "fsync dir"]
     assert (tmp_path / "k.key").read_bytes() == b"secret"
 
