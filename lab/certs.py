@@ -22,7 +22,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +29,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from . import pemfile, pki
+from . import crls, pemfile, pki
 from .errors import CertsMissing, PkiDamaged, SettingsError
 
 SERVER_NAME = "www.lab.test"
@@ -300,7 +299,7 @@ def ensure_pki(root: Path, *, key_type: str | None = None, force: bool = False,
         issued.append("rogue CA")
     issuers = {"lab": ca, "intermediate": inter, "rogue": rogue, "self": None}
 
-    _keep_revocations(lay.crl, (ca, inter))
+    crls.keep_revocations(lay.crl, (ca, inter))
 
     def current(cert_path, key_path, window="valid", issuer=ca, name=None, usage="client", revoked=False):
         if force:
@@ -354,8 +353,8 @@ def ensure_pki(root: Path, *, key_type: str | None = None, force: bool = False,
         issued.append(spec.name)
 
     crl_signed = False
-    if issued or revocations_restored or _crls_due(lay.crl, (ca, inter), now):
-        _save(lay.crl, pki.Blob(_bundle((ca, inter), now - pki.CLOCK_SKEW)))
+    if issued or revocations_restored or crls.due(lay.crl, (ca, inter), now + RENEW_BEFORE):
+        _save(lay.crl, pki.Blob(crls.bundle((ca, inter), now - pki.CLOCK_SKEW)))
         crl_signed = True
     _write_manifest(lay, key_type)
     return PkiReport(lay.root, key_type, issued, crl_signed)
@@ -416,36 +415,6 @@ def _root_ca(lay: Layout, *, damaged_ok: bool = False) -> pki.CA | None:
     return ca
 
 
-def _keep_revocations(crl_path: Path, authorities) -> None:
-    """Carry over what the current CRLs revoke, and their CRL numbers (when signed by these same CAs)."""
-    for crl in load_crls(crl_path):
-        for authority in authorities:
-            if crl.issuer == authority.cert.subject and _crl_signed_by(crl, authority):
-                for entry in crl:
-                    authority.revoke(entry.serial_number, entry.revocation_date_utc)
-                authority.crl_number = max(authority.crl_number, _crl_number(crl))
-
-
-def _crl_number(crl: x509.CertificateRevocationList) -> int:
-    try:
-        return crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
-    except (x509.ExtensionNotFound, ValueError):
-        return 0
-
-
-def _crl_signed_by(crl: x509.CertificateRevocationList, authority: pki.CA) -> bool:
-    try:
-        return crl.is_signature_valid(authority.cert.public_key())
-    except (ValueError, TypeError, UnsupportedAlgorithm):
-        return False
-
-
-def _bundle(authorities, last_update: dt.datetime, next_update: dt.datetime | None = None) -> bytes:
-    # One file, one CRL per CA in the chain: nginx's ssl_crl needs them all.
-    return b"".join(a.crl_pem(last_update=last_update, next_update=next_update).bytes()
-                    for a in authorities)
-
-
 def revoke(root: Path, name: str) -> int:
     """Revoke client ``name`` in the PKI in ``root`` and re-sign crl.pem; return its serial.
 
@@ -466,7 +435,7 @@ def revoke(root: Path, name: str) -> int:
             break
     else:
         raise CertsMissing(f"{name} was not issued by the lab's CAs: nothing to revoke")
-    pemfile.write_file(lay.crl, _bundle(authorities, now - pki.CLOCK_SKEW))
+    pemfile.write_file(lay.crl, crls.bundle(authorities, now - pki.CLOCK_SKEW))
     return cert.serial_number
 
 
@@ -479,7 +448,7 @@ def crl_bundle(root: Path, *, last_update: dt.datetime, next_update: dt.datetime
     Raises:
         CertsMissing: when the CAs are not there (PkiDamaged when they do not load).
     """
-    return _bundle(_authorities(require_pki(root)), last_update, next_update)
+    return crls.bundle(_authorities(require_pki(root)), last_update, next_update)
 
 
 def _authorities(lay: "Layout") -> tuple:
@@ -491,7 +460,7 @@ def _authorities(lay: "Layout") -> tuple:
         raise PkiDamaged(f"the intermediate CA cannot be used: {exc}; run `lab certs` to reissue it") from None
     if ca is None or inter is None:
         raise CertsMissing(f"the CAs in {lay.root} are missing: run `lab certs`")
-    _keep_revocations(lay.crl, (ca, inter))
+    crls.keep_revocations(lay.crl, (ca, inter))
     return ca, inter
 
 
@@ -551,32 +520,6 @@ def _load_ca_or_none(cert_path: Path, key_path: Path, parent: pki.CA | None = No
         return None
 
 
-def load_crls(path: Path) -> list:
-    """Every CRL in a PEM bundle (crl.pem holds the root's, then the intermediate's)."""
-    try:
-        data = Path(path).read_bytes()
-    except OSError:
-        return []
-    crls = []
-    for block in re.findall(rb"-----BEGIN X509 CRL-----.+?-----END X509 CRL-----", data, re.S):
-        try:
-            crls.append(x509.load_pem_x509_crl(block))
-        except ValueError:
-            continue
-    return crls
-
-
-def _crls_due(path: Path, authorities, now: dt.datetime) -> bool:
-    crls = {crl.issuer: crl for crl in load_crls(path)}
-    for authority in authorities:
-        crl = crls.get(authority.cert.subject)
-        if crl is None or not _crl_signed_by(crl, authority):
-            return True
-        if crl.next_update_utc is None or crl.next_update_utc < now + RENEW_BEFORE:
-            return True
-    return False
-
-
 def _describe(cert: x509.Certificate) -> dict:
     return {
         "subject": cert.subject.rfc4514_string(),
@@ -601,7 +544,7 @@ def _write_manifest(lay: Layout, key_type: str) -> None:
                 "next_update": crl.next_update_utc.isoformat(),
                 "revoked_serials": [format(r.serial_number, "X") for r in crl],
             }
-            for crl in load_crls(lay.crl)
+            for crl in crls.load_crls(lay.crl)
         ],
         "clients": {
             spec.name: {**_describe(load_cert(lay.client_cert(spec.name))),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from . import certs, pki
+from . import certs, crls, pki
 from .designs import DESIGNS
 from .errors import StackError
 from .stack import Stack
@@ -35,7 +35,7 @@ def certificates(certs_dir, now: dt.datetime | None = None) -> list[dict]:
             rows.append(_expiry(name, certs.load_cert(path).not_valid_after_utc, now))
         else:
             rows.append({"name": name, "expires": None, "days_left": None, "state": "missing"})
-    for crl in certs.load_crls(lay.crl):
+    for crl in crls.load_crls(lay.crl):
         cn = crl.issuer.rfc4514_string().split(",")[0].removeprefix("CN=")
         rows.append(_expiry(f"CRL of {cn} (nextUpdate)", crl.next_update_utc, now))
     return rows

@@ -12,7 +12,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from lab import certs, pemfile, pki
+from lab import certs, crls, pemfile, pki
 
 
 def snapshot(root):
@@ -57,7 +57,7 @@ def test_a_lost_crl_still_revokes_the_revoked_client(tmp_path, damage):
         lay.crl.write_bytes(b"" if damage == "empty" else b"-----BEGIN X509 CRL-----\nnope\n")
     report = certs.ensure_pki(tmp_path)
     assert report.crl_signed and not report.issued
-    listed = {r.serial_number for crl in certs.load_crls(lay.crl) for r in crl}
+    listed = {r.serial_number for crl in crls.load_crls(lay.crl) for r in crl}
     assert revoked in listed and alice not in listed
 
 
@@ -77,19 +77,19 @@ def test_reissued_revoked_cert_is_still_revoked(tmp_path):
     lay.client_cert("revoked").unlink()
     certs.ensure_pki(tmp_path)
     serial = certs.load_cert(lay.client_cert("revoked")).serial_number
-    assert certs.load_crls(lay.crl)[0].get_revoked_certificate_by_serial_number(serial) is not None
+    assert crls.load_crls(lay.crl)[0].get_revoked_certificate_by_serial_number(serial) is not None
 
 
 def test_crl_is_resigned_before_it_goes_stale(tmp_path):
     certs.ensure_pki(tmp_path)
     lay = certs.Layout(tmp_path)
-    next_update = certs.load_crls(lay.crl)[0].next_update_utc
+    next_update = crls.load_crls(lay.crl)[0].next_update_utc
     later = next_update - dt.timedelta(days=3)  # inside the renewal window
     report = certs.ensure_pki(tmp_path, now=later)
     assert report.crl_signed
-    assert certs.load_crls(lay.crl)[0].next_update_utc > next_update
+    assert crls.load_crls(lay.crl)[0].next_update_utc > next_update
     revoked = certs.load_cert(lay.client_cert("revoked")).serial_number
-    assert [r.serial_number for r in certs.load_crls(lay.crl)[0]] == [revoked]
+    assert [r.serial_number for r in crls.load_crls(lay.crl)[0]] == [revoked]
 
 
 def test_not_yet_valid_is_reissued_when_its_start_comes(tmp_path):
@@ -217,7 +217,7 @@ def test_a_root_ca_near_expiry_is_still_renewed(tmp_path):
 
 def crl_numbers(path):
     return {crl.issuer.rfc4514_string(): crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
-            for crl in certs.load_crls(path)}
+            for crl in crls.load_crls(path)}
 
 
 def test_crl_numbers_only_go_up(tmp_path):
@@ -226,7 +226,7 @@ def test_crl_numbers_only_go_up(tmp_path):
     lay = certs.Layout(root)
     seen = [crl_numbers(lay.crl)]
     for _ in range(2):
-        due = certs.load_crls(lay.crl)[0].next_update_utc - dt.timedelta(days=3)
+        due = crls.load_crls(lay.crl)[0].next_update_utc - dt.timedelta(days=3)
         assert certs.ensure_pki(root, now=due).crl_signed
         seen.append(crl_numbers(lay.crl))
     now = pki.utcnow()
@@ -247,7 +247,7 @@ def test_stale_crl_bundle_keeps_revocations(tmp_path):
     stale = certs.crl_bundle(tmp_path, last_update=now - dt.timedelta(days=40),
                              next_update=now - dt.timedelta(days=10))
     (tmp_path / "stale.pem").write_bytes(stale)
-    root_crl, inter_crl = certs.load_crls(tmp_path / "stale.pem")
+    root_crl, inter_crl = crls.load_crls(tmp_path / "stale.pem")
     assert root_crl.next_update_utc < now and inter_crl.next_update_utc < now
     revoked = certs.load_cert(lay.client_cert("revoked")).serial_number
     assert [r.serial_number for r in root_crl] == [revoked]
@@ -275,7 +275,7 @@ def test_revoke_puts_a_client_on_its_issuers_crl_and_keeps_the_others(tmp_path):
 
     def revoked():
         return {crl.issuer.rfc4514_string().split(",")[0]: {e.serial_number for e in crl}
-                for crl in certs.load_crls(lay.crl)}
+                for crl in crls.load_crls(lay.crl)}
 
     before = revoked()
     bob = certs.load_cert(lay.client_cert("bob")).serial_number
