@@ -7,6 +7,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -75,3 +76,40 @@ def load_private_key(pem: bytes):
     if not isinstance(key, (ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey)):
         raise ValueError(f"key is {type(key).__name__}, not one of ec, rsa")  # pki.KEY_TYPES
     return key
+
+
+class NotAFile(ValueError):
+    """A directory sits where the PKI keeps a file."""
+
+
+class NoAccess(ValueError):
+    """A PKI file exists but this user may not read it."""
+
+
+def read(path: Path) -> bytes:
+    """The bytes of a PKI file.
+
+    Raises:
+        ValueError: naming the path and why it cannot be read (NotAFile, NoAccess, or missing).
+    """
+    try:
+        return path.read_bytes()
+    except IsADirectoryError:
+        raise NotAFile(f"{path} is a directory, not a file") from None
+    except FileNotFoundError:
+        raise ValueError(f"{path} is missing") from None
+    except OSError as exc:
+        raise NoAccess(f"{path} cannot be read ({exc.strerror or exc})") from None
+
+
+def load_cert(path: Path) -> x509.Certificate:
+    """The (first) certificate in a PEM file."""
+    return x509.load_pem_x509_certificate(Path(path).read_bytes())
+
+
+def load_chain(path: Path) -> list:
+    """Every certificate in a PEM file, leaf first; [] when it does not load."""
+    try:
+        return x509.load_pem_x509_certificates(read(path))
+    except ValueError:
+        return []

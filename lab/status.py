@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from . import certs, crls, pki
+from . import certs, crls, pemfile, pki
 from .designs import DESIGNS
 from .errors import StackError
 from .stack import Stack
@@ -32,7 +32,7 @@ def certificates(certs_dir, now: dt.datetime | None = None) -> list[dict]:
     named += [(f"client {c}", lay.client_cert(c)) for c in MUST_BE_VALID]
     for name, path in named:
         if path.exists():
-            rows.append(_expiry(name, certs.load_cert(path).not_valid_after_utc, now))
+            rows.append(_expiry(name, pemfile.load_cert(path).not_valid_after_utc, now))
         else:
             rows.append({"name": name, "expires": None, "days_left": None, "state": "missing"})
     for crl in crls.load_crls(lay.crl):

@@ -18,7 +18,7 @@ import urllib.parse
 
 import pytest
 
-from lab import certs, compare, pki, probe
+from lab import certs, compare, pemfile, pki, probe
 from lab.designs import DESIGNS
 
 SQLI = f"/whoami?{compare.SQLI}"
@@ -111,7 +111,7 @@ def test_alb_never_asks_for_a_certificate_but_the_nlb_does(clients):
 
 def test_verify_mode_headers_carry_the_identity(clients, source, certs_dir):
     answer = clients["alb-mtls-verify"].get("alice", source)
-    alice = certs.load_cert(certs.Layout(certs_dir).client_cert("alice"))
+    alice = pemfile.load_cert(certs.Layout(certs_dir).client_cert("alice"))
     body = answer.json
     assert body["identity_source"] == "X-Amzn-Mtls-* headers from the load balancer"
     assert body["client_subject"] == alice.subject.rfc4514_string()
