@@ -20,13 +20,10 @@ every client once its CRL's nextUpdate has passed.
 from __future__ import annotations
 
 import datetime as dt
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography import x509
-
-from . import crls, pemfile, pki, pkicheck
+from . import crls, manifest, pemfile, pki, pkicheck
 from .errors import CertsMissing, PkiDamaged, SettingsError
 
 SERVER_NAME = "www.lab.test"
@@ -341,39 +338,9 @@ def _authorities(lay: "Layout") -> tuple:
     return ca, inter
 
 
-def _describe(cert: x509.Certificate) -> dict:
-    return {
-        "subject": cert.subject.rfc4514_string(),
-        "issuer": cert.issuer.rfc4514_string(),
-        "serial": format(cert.serial_number, "X"),
-        "not_before": cert.not_valid_before_utc.isoformat(),
-        "not_after": cert.not_valid_after_utc.isoformat(),
-    }
-
-
 def _write_manifest(lay: Layout, key_type: str) -> None:
     """Write manifest.json unless it already says exactly this (so a damaged one is repaired)."""
-    doc = {
-        "key_type": key_type,
-        "ca": _describe(pemfile.load_cert(lay.ca_cert)),
-        "intermediate_ca": _describe(pemfile.load_cert(lay.intermediate_cert)),
-        "server": _describe(pemfile.load_cert(lay.server_cert)),
-        "crls": [
-            {
-                "issuer": crl.issuer.rfc4514_string(),
-                "last_update": crl.last_update_utc.isoformat(),
-                "next_update": crl.next_update_utc.isoformat(),
-                "revoked_serials": [format(r.serial_number, "X") for r in crl],
-            }
-            for crl in crls.load_crls(lay.crl)
-        ],
-        "clients": {
-            spec.name: {**_describe(pemfile.load_cert(lay.client_cert(spec.name))),
-                        "demonstrates": spec.demonstrates}
-            for spec in CLIENTS
-        },
-    }
-    data = (json.dumps(doc, indent=2) + "\n").encode()
+    data = manifest.document(lay, key_type, CLIENTS)
     try:
         if pemfile.read(lay.manifest) == data:
             return
