@@ -23,6 +23,9 @@ import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
 
+from rich.console import Console
+from rich.table import Table
+
 from . import crls, manifest, pemfile, pki, pkicheck
 from .errors import CertsMissing, PkiDamaged, SettingsError
 
@@ -360,3 +363,20 @@ def require_pki(root: Path) -> Layout:
         if not path.exists():
             raise CertsMissing(f"{path} is missing: run `lab certs` (or `make certs`) to generate the lab PKI")
     return lay
+
+
+def print_clients(root: Path, shown=str, console: Console | None = None) -> None:
+    """Draw the client certificates in ``root`` and the lesson each teaches (`lab certs`).
+
+    Args:
+        root: the certs folder.
+        shown: how a path is written (the CLI shows it relative to the working folder).
+        console: where to draw (default: stderr).
+    """
+    table = Table(title="client certificates")
+    for col in ("file", "demonstrates"):
+        table.add_column(col)
+    lay = Layout(root)
+    for spec in CLIENTS:
+        table.add_row(shown(lay.client_cert(spec.name)), spec.demonstrates)
+    (console or Console(stderr=True)).print(table)

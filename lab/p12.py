@@ -8,6 +8,7 @@ MAC). macOS Keychain still wants the legacy one (PBE-SHA1-3DES, SHA-1 MAC): `leg
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,3 +68,16 @@ def write_bundles(root: Path, password: str = DEFAULT_PASSWORD, *, legacy: bool 
         written.append(path)
     folder.chmod(0o700)
     return Bundles(folder, written, legacy)
+
+
+def remove_bundles(root: Path) -> Path | None:
+    """Remove ``root``/p12, whose bundles hold certificates that were just replaced.
+
+    Returns:
+        The folder removed, or None when there was none.
+    """
+    folder = Path(root) / "p12"
+    if not folder.exists():
+        return None
+    shutil.rmtree(folder)
+    return folder
