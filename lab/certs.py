@@ -247,7 +247,8 @@ def ensure_pki(root: Path, *, key_type: str | None = None, force: bool = False,
         _save(lay.server_key, leaf.private_key_pem)
         issued.append("server")
 
-    if not current(lay.health_cert, lay.health_key, name=HEALTH_CN) or not pkicheck.crt_bundle_ok(lay.health_pem, lay.health_cert):
+    if not current(lay.health_cert, lay.health_key, name=HEALTH_CN) \
+            or not pkicheck.crt_bundle_ok(lay.health_pem, lay.health_cert):
         leaf = ca.issue_cert(HEALTH_CN, usage="client", key_type=key_type,
                              unit="load balancer health checks")
         _save(lay.health_cert, leaf.chain_pem)
