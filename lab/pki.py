@@ -236,7 +236,7 @@ class CA:
         self.parent = parent
         self.revoked: dict[int, dt.datetime] = {}
         # The last CRLNumber signed; RFC 5280 wants it to grow with every CRL of this CA.
-        # certs.py raises it to what the CRLs on disk carry.
+        # crls.keep_revocations raises it to what the CRLs on disk carry.
         self.crl_number = 0
         if _cert is not None:
             self.cert, self.private_key = _cert, _key
