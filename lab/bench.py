@@ -297,3 +297,44 @@ def targets(report: dict) -> dict:
         result[key] = {"value": value, "target": f"{op} {bound}", "met": met}
     return result
 
+
+
+def print_report(report: dict, console=None) -> None:
+    """Draw ``run``'s report (with its ``targets``): paths, ratios, PKI, idle CPU,
+    lifecycle, memory, and each target met or missed."""
+    from rich.console import Console
+    from rich.table import Table
+
+    settings = report["settings"]
+    table = Table(title=f"lab bench ({settings['repeat']} x {settings['seconds']:g} s, medians)")
+    for col in ("path", "address", "handshakes/s", "with 4 clients", "keep-alive p50", "p99", "req/s (4 conns)"):
+        table.add_column(col, justify="right" if col not in ("path", "address") else "left")
+    for name, p in report["paths"].items():
+        table.add_row(name, report["addresses"][name], f"{p['handshakes_per_s']:.0f}",
+                      f"{p['handshakes_per_s_4_clients']:.0f}", f"{p['keepalive_p50_ms']} ms",
+                      f"{p['keepalive_p99_ms']} ms", f"{p['keepalive_rps']:.0f}")
+    console = console or Console(width=max(Console().width, 140))
+    console.print(table)
+    console.print(f"NLB / direct: handshakes {report['nlb_over_direct_handshakes']} "
+                  f"({report['nlb_over_direct_handshakes_4_clients']} with 4 clients), "
+                  f"keep-alive requests {report['nlb_over_direct_rps']}")
+    console.print(f"PKI generation: EC {report['pki_seconds']['ec']} s, RSA {report['pki_seconds']['rsa']} s")
+    if "idle_cpu" in report:
+        rest = report["idle_cpu"]
+        busiest = sorted(rest["per_service"].items(), key=lambda kv: -kv[1])[:3]
+        console.print(f"at rest over {rest['seconds']} s: the machine {rest['machine_percent_of_one_core']}% of one "
+                      f"core, the lab's containers {rest['containers_percent_of_one_core']}% "
+                      f"(busiest: {', '.join(f'{k} {v}%' for k, v in busiest)})")
+    if "lifecycle_seconds" in report:
+        life = report["lifecycle_seconds"]
+        console.print(f"lab up: warm {life['up_warm']} s, images rebuilt {life['up_with_images_rebuilt']} s; "
+                      f"all down -> sorry page {life['all_down_to_sorry']} s")
+    mem = Table(title="memory (MiB)")
+    for col in ("service", "at rest", "under load"):
+        mem.add_column(col)
+    for svc, rest in report["memory_mib_at_rest"].items():
+        mem.add_row(svc, str(rest), str(report["memory_mib_under_load"].get(svc, "-")))
+    console.print(mem)
+    for key, t in report["targets"].items():
+        state = "-" if t["met"] is None else ("met" if t["met"] else "MISSED")
+        console.print(f"target {key} {t['target']}: {t['value']} {state}")

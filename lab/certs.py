@@ -20,17 +20,13 @@ every client once its CRL's nextUpdate has passed.
 from __future__ import annotations
 
 import datetime as dt
-import json
-import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from rich.console import Console
+from rich.table import Table
 
-from . import pki
+from . import crls, manifest, pemfile, pki, pkicheck
 from .errors import CertsMissing, PkiDamaged, SettingsError
 
 SERVER_NAME = "www.lab.test"
@@ -38,7 +34,6 @@ SERVER_NAME = "www.lab.test"
 SERVER_SANS = (SERVER_NAME, "localhost", "127.0.0.1", "nlb", "web1", "web2", "sorry")
 # The load balancers' health-check identity: accepted for GET /healthz only, everywhere.
 HEALTH_CN = "lab-health"
-RENEW_BEFORE = dt.timedelta(days=7)
 MANIFEST = "manifest.json"
 
 
@@ -127,81 +122,6 @@ class Layout:
         return files
 
 
-def load_cert(path: Path) -> x509.Certificate:
-    return x509.load_pem_x509_certificate(Path(path).read_bytes())
-
-
-def _key_type_of(cert: x509.Certificate) -> str:
-    key = cert.public_key()
-    if isinstance(key, ec.EllipticCurvePublicKey):
-        return "ec"
-    if isinstance(key, rsa.RSAPublicKey):
-        return "rsa"
-    return type(key).__name__
-
-
-class _NotAFile(ValueError):
-    """A directory sits where the PKI keeps a file."""
-
-
-class _NoAccess(ValueError):
-    """A PKI file exists but this user may not read it."""
-
-
-def _read(path: Path) -> bytes:
-    """The bytes of a PKI file.
-
-    Raises:
-        ValueError: naming the path and why it cannot be read.
-    """
-    try:
-        return path.read_bytes()
-    except IsADirectoryError:
-        raise _NotAFile(f"{path} is a directory, not a file") from None
-    except FileNotFoundError:
-        raise ValueError(f"{path} is missing") from None
-    except OSError as exc:
-        raise _NoAccess(f"{path} cannot be read ({exc.strerror or exc})") from None
-
-
-def _load_chain(path: Path) -> list:
-    """Every certificate in a PEM file, leaf first; [] when it does not load."""
-    try:
-        return x509.load_pem_x509_certificates(_read(path))
-    except ValueError:
-        return []
-
-
-def _pair_ok(cert_path: Path, key_path: Path) -> list | None:
-    """The certificates in ``cert_path`` (leaf first) if both files load and the key
-    (unencrypted, EC or RSA) matches the leaf, else None."""
-    chain = _load_chain(cert_path)
-    try:
-        key = pki.load_private_key(_read(key_path))
-    except ValueError:
-        return None
-    return chain if chain and pki.keys_match(chain[0], key) else None
-
-
-def _health_pem_ok(lay: Layout) -> bool:
-    """health.pem holds health.crt's chain and the key that matches it (HAProxy's ``crt``)."""
-    try:
-        data = _read(lay.health_pem)
-        key = pki.load_private_key(data)
-        chain = x509.load_pem_x509_certificates(data)  # at least one, or ValueError
-    except ValueError:
-        return False
-    return chain == _load_chain(lay.health_cert) and pki.keys_match(chain[0], key)
-
-
-def _still_demonstrates(cert: x509.Certificate, window: str, now: dt.datetime) -> bool:
-    if window == "expired":
-        return cert.not_valid_after_utc < now
-    if window == "future":
-        return cert.not_valid_before_utc > now + dt.timedelta(days=1)
-    return cert.not_valid_before_utc <= now and cert.not_valid_after_utc > now + RENEW_BEFORE
-
-
 def _window_args(window: str, now: dt.datetime) -> dict:
     if window == "expired":
         return {"not_before": now - dt.timedelta(days=30), "not_after": now - dt.timedelta(days=1)}
@@ -251,73 +171,75 @@ def ensure_pki(root: Path, *, key_type: str | None = None, force: bool = False,
         raise SettingsError(f"unknown key type {key_type!r}: choose one of {', '.join(pki.KEY_TYPES)}")
     now = now or pki.utcnow()
     lay = Layout(Path(root))
-    _make_folder(lay.root)
+    pkicheck.make_folder(lay.root)
     lay.root.chmod(0o700)
     issued: list[str] = []
 
-    old = _root_ca(lay, damaged_ok=force)
-    _check_no_obstacles(lay)
+    old = pkicheck.root_ca(lay.ca_cert, lay.ca_key, damaged_ok=force)
+    pkicheck.check_no_obstacles((lay.server_dir, lay.health_dir, lay.clients_dir),
+                                lay.required() + [lay.rogue_cert, lay.rogue_key, lay.manifest])
     if force:
         ca = None
         if key_type is None and old is not None:
-            key_type = _key_type_of(old.cert)  # --force renews; --key-type is what switches
+            key_type = pkicheck.key_type_of(old.cert)  # --force renews; --key-type is what switches
     else:
         ca = old
     if ca is not None:
-        existing = _key_type_of(ca.cert)
+        existing = pkicheck.key_type_of(ca.cert)
         if key_type and existing != key_type:
             raise SettingsError(
                 f"{lay.root} holds {existing} keys, not {key_type}: "
                 f"run `lab certs --force --key-type {key_type}` to replace the whole PKI")
         key_type = existing
-        if ca.cert.not_valid_after_utc < now + RENEW_BEFORE:
+        if ca.cert.not_valid_after_utc < now + pkicheck.RENEW_BEFORE:
             ca = None  # documented: a root near its end is renewed, and everything under it
     key_type = key_type or "ec"
-    if ca is None:
-        # A new root invalidates everything under it: the checks below reissue it all.
-        ca = pki.CA("mTLS Lab Root CA", key_type=key_type)
-        _save(lay.ca_cert, ca.cert_pem)
-        _save(lay.ca_key, ca.private_key_pem)
-        issued.append("lab CA")
 
-    def ca_current(authority, issuer) -> bool:
-        cert = authority.cert
-        return (_key_type_of(cert) == key_type and cert.not_valid_before_utc <= now
-                and cert.not_valid_after_utc >= now + RENEW_BEFORE and _signed_by(cert, issuer))
+    def ensure_ca(label, cert_path, key_path, kept, make) -> pki.CA:
+        """``kept`` when it may stay, else a new CA from ``make()``, written to both files."""
+        if kept is not None:
+            return kept
+        authority = make()
+        _save(cert_path, authority.cert_pem)
+        _save(key_path, authority.private_key_pem)
+        issued.append(label)
+        return authority
 
-    inter = None if force else _load_ca_or_none(lay.intermediate_cert, lay.intermediate_key, parent=ca)
-    if inter is None or not ca_current(inter, ca):
-        inter = ca.create_child_ca("mTLS Lab Issuing CA", key_type=key_type)
-        _save(lay.intermediate_cert, inter.cert_pem)
-        _save(lay.intermediate_key, inter.private_key_pem)
-        issued.append("intermediate CA")
+    def kept_ca(cert_path, key_path, parent=None) -> pki.CA | None:
+        """The CA in these files if it may stay: current, signed by ``parent`` (None: by itself)."""
+        authority = None if force else pkicheck.load_ca_or_none(cert_path, key_path, parent=parent)
+        if authority is not None and pkicheck.ca_current(authority, parent, key_type, now):
+            return authority
+        return None
 
-    rogue = None if force else _load_ca_or_none(lay.rogue_cert, lay.rogue_key)
-    if rogue is None or not ca_current(rogue, rogue):
-        rogue = pki.CA("Rogue CA (untrusted)", key_type=key_type)
-        _save(lay.rogue_cert, rogue.cert_pem)
-        _save(lay.rogue_key, rogue.private_key_pem)
-        issued.append("rogue CA")
+    # A new root invalidates everything under it: the checks below reissue it all.
+    ca = ensure_ca("lab CA", lay.ca_cert, lay.ca_key, ca,
+                   lambda: pki.CA("mTLS Lab Root CA", key_type=key_type))
+    inter = ensure_ca("intermediate CA", lay.intermediate_cert, lay.intermediate_key,
+                      kept_ca(lay.intermediate_cert, lay.intermediate_key, parent=ca),
+                      lambda: ca.create_child_ca("mTLS Lab Issuing CA", key_type=key_type))
+    rogue = ensure_ca("rogue CA", lay.rogue_cert, lay.rogue_key, kept_ca(lay.rogue_cert, lay.rogue_key),
+                      lambda: pki.CA("Rogue CA (untrusted)", key_type=key_type))
     issuers = {"lab": ca, "intermediate": inter, "rogue": rogue, "self": None}
 
-    _keep_revocations(lay.crl, (ca, inter))
+    crls.keep_revocations(lay.crl, (ca, inter))
 
     def current(cert_path, key_path, window="valid", issuer=ca, name=None, usage="client", revoked=False):
         if force:
             return False
-        chain = _pair_ok(cert_path, key_path)
+        chain = pkicheck.pair_ok(cert_path, key_path)
         if chain is None:
             return False
         cert = chain[0]
-        if _key_type_of(cert) != key_type or not _still_demonstrates(cert, window, now):
+        if pkicheck.key_type_of(cert) != key_type or not pkicheck.still_demonstrates(cert, window, now):
             return False
-        if name is not None and not _is_for(cert, name, usage):
+        if name is not None and not pkicheck.is_for(cert, name, usage):
             return False  # a valid pair, but another certificate's (a server cert copied over)
         if issuer is not None and not revoked and cert.serial_number in issuer.revoked:
             return False  # a lesson that must be accepted, revoked (certs.revoke): issue anew
         if issuer is None:  # self-signed: its own subject, its own signature
-            return chain == [cert] and _signed_by(cert, None)
-        return chain[1:] == issuer.chain and _signed_by(cert, issuer)
+            return chain == [cert] and pkicheck.signed_by(cert, None)
+        return chain[1:] == issuer.chain and pkicheck.signed_by(cert, issuer)
 
     if not current(lay.server_cert, lay.server_key, name=SERVER_NAME, usage="server"):
         leaf = ca.issue_cert(SERVER_NAME, sans=SERVER_SANS, usage="server", key_type=key_type)
@@ -325,7 +247,8 @@ def ensure_pki(root: Path, *, key_type: str | None = None, force: bool = False,
         _save(lay.server_key, leaf.private_key_pem)
         issued.append("server")
 
-    if not current(lay.health_cert, lay.health_key, name=HEALTH_CN) or not _health_pem_ok(lay):
+    if not current(lay.health_cert, lay.health_key, name=HEALTH_CN) \
+            or not pkicheck.crt_bundle_ok(lay.health_pem, lay.health_cert):
         leaf = ca.issue_cert(HEALTH_CN, usage="client", key_type=key_type,
                              unit="load balancer health checks")
         _save(lay.health_cert, leaf.chain_pem)
@@ -338,7 +261,7 @@ def ensure_pki(root: Path, *, key_type: str | None = None, force: bool = False,
         issuer = issuers[spec.issuer]
         cert_path, key_path = lay.client_cert(spec.name), lay.client_key(spec.name)
         if current(cert_path, key_path, spec.window, issuer, spec.name, spec.usage, spec.revoked):
-            if spec.revoked and (serial := load_cert(cert_path).serial_number) not in issuer.revoked:
+            if spec.revoked and (serial := pemfile.load_cert(cert_path).serial_number) not in issuer.revoked:
                 issuer.revoke(serial)  # the CRL was lost or damaged
                 revocations_restored = True
             continue
@@ -354,34 +277,11 @@ def ensure_pki(root: Path, *, key_type: str | None = None, force: bool = False,
         issued.append(spec.name)
 
     crl_signed = False
-    if issued or revocations_restored or _crls_due(lay.crl, (ca, inter), now):
-        _save(lay.crl, pki.Blob(_bundle((ca, inter), now - pki.CLOCK_SKEW)))
+    if issued or revocations_restored or crls.due(lay.crl, (ca, inter), now + pkicheck.RENEW_BEFORE):
+        _save(lay.crl, pki.Blob(crls.bundle((ca, inter), now - pki.CLOCK_SKEW)))
         crl_signed = True
     _write_manifest(lay, key_type)
     return PkiReport(lay.root, key_type, issued, crl_signed)
-
-
-def _make_folder(folder: Path) -> None:
-    if folder.exists() and not folder.is_dir():
-        raise PkiDamaged(f"{folder} is a file where the lab keeps its certificates folder: "
-                         "remove it (or set another certs folder), then run the command again")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise PkiDamaged(f"cannot create {folder} ({exc.strerror or exc}): "
-                         "check the permissions of its parent folder") from None
-
-
-def _check_no_obstacles(lay: Layout) -> None:
-    """Refuse, before writing anything, when a directory sits where a file belongs (or back)."""
-    for folder in (lay.server_dir, lay.health_dir, lay.clients_dir):
-        if folder.exists() and not folder.is_dir():
-            raise PkiDamaged(f"{folder} is a file where the lab keeps a folder: "
-                             "remove it, then run the command again")
-    for path in lay.required() + [lay.rogue_cert, lay.rogue_key, lay.manifest]:
-        if path.is_dir():
-            raise PkiDamaged(f"{path} is a directory where the lab keeps a file: "
-                             f"remove it (`rm -r {path}`), then run the command again")
 
 
 def _save(path: Path, blob: pki.Blob) -> None:
@@ -391,59 +291,6 @@ def _save(path: Path, blob: pki.Blob) -> None:
     except OSError as exc:
         raise PkiDamaged(f"cannot write {path} ({exc.strerror or exc}): "
                          f"check that {path.parent} is a folder you can write to") from None
-
-
-def _root_ca(lay: Layout, *, damaged_ok: bool = False) -> pki.CA | None:
-    """The lab root CA on disk; None when there is none (or it is damaged and ``damaged_ok``).
-
-    Raises:
-        PkiDamaged: when ca.pem or ca.key exists but cannot be used. Replacing the root
-            invalidates every certificate handed out under it, so only ``--force`` does.
-    """
-    try:
-        ca = _load_ca(lay.ca_cert, lay.ca_key)
-        if ca is not None and not _signed_by(ca.cert, None):
-            raise ValueError(f"{lay.ca_cert} is not self-signed, so it is not a root CA")
-    except ValueError as exc:
-        if damaged_ok:
-            return None
-        fix = "run `lab certs --force` to replace the whole PKI (every certificate is reissued)"
-        if isinstance(exc, _NotAFile):
-            fix = "remove it, then " + fix
-        elif isinstance(exc, _NoAccess):
-            fix = "give yourself read access to it (it may belong to another user), or " + fix
-        raise PkiDamaged(f"the lab root CA cannot be used: {exc}; {fix}") from None
-    return ca
-
-
-def _keep_revocations(crl_path: Path, authorities) -> None:
-    """Carry over what the current CRLs revoke, and their CRL numbers (when signed by these same CAs)."""
-    for crl in load_crls(crl_path):
-        for authority in authorities:
-            if crl.issuer == authority.cert.subject and _crl_signed_by(crl, authority):
-                for entry in crl:
-                    authority.revoke(entry.serial_number, entry.revocation_date_utc)
-                authority.crl_number = max(authority.crl_number, _crl_number(crl))
-
-
-def _crl_number(crl: x509.CertificateRevocationList) -> int:
-    try:
-        return crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
-    except (x509.ExtensionNotFound, ValueError):
-        return 0
-
-
-def _crl_signed_by(crl: x509.CertificateRevocationList, authority: pki.CA) -> bool:
-    try:
-        return crl.is_signature_valid(authority.cert.public_key())
-    except (ValueError, TypeError, UnsupportedAlgorithm):
-        return False
-
-
-def _bundle(authorities, last_update: dt.datetime, next_update: dt.datetime | None = None) -> bytes:
-    # One file, one CRL per CA in the chain: nginx's ssl_crl needs them all.
-    return b"".join(a.crl_pem(last_update=last_update, next_update=next_update).bytes()
-                    for a in authorities)
 
 
 def revoke(root: Path, name: str) -> int:
@@ -457,16 +304,16 @@ def revoke(root: Path, name: str) -> int:
     lay = require_pki(root)
     if name not in CLIENT_NAMES:
         raise CertsMissing(f"no client {name!r} in {lay.root}: choose one of {', '.join(CLIENT_NAMES)}")
-    cert = load_cert(lay.client_cert(name))
+    cert = pemfile.load_cert(lay.client_cert(name))
     now = pki.utcnow()
     authorities = _authorities(lay)
     for authority in authorities:
-        if _signed_by(cert, authority):
+        if pkicheck.signed_by(cert, authority):
             authority.revoke(cert.serial_number)
             break
     else:
         raise CertsMissing(f"{name} was not issued by the lab's CAs: nothing to revoke")
-    pki.write_file(lay.crl, _bundle(authorities, now - pki.CLOCK_SKEW))
+    pemfile.write_file(lay.crl, crls.bundle(authorities, now - pki.CLOCK_SKEW))
     return cert.serial_number
 
 
@@ -479,139 +326,27 @@ def crl_bundle(root: Path, *, last_update: dt.datetime, next_update: dt.datetime
     Raises:
         CertsMissing: when the CAs are not there (PkiDamaged when they do not load).
     """
-    return _bundle(_authorities(require_pki(root)), last_update, next_update)
+    return crls.bundle(_authorities(require_pki(root)), last_update, next_update)
 
 
 def _authorities(lay: "Layout") -> tuple:
     """The root and issuing CAs of a complete PKI, with the revocations crl.pem holds."""
-    ca = _root_ca(lay)
+    ca = pkicheck.root_ca(lay.ca_cert, lay.ca_key)
     try:
-        inter = _load_ca(lay.intermediate_cert, lay.intermediate_key, parent=ca)
+        inter = pkicheck.load_ca(lay.intermediate_cert, lay.intermediate_key, parent=ca)
     except ValueError as exc:
         raise PkiDamaged(f"the intermediate CA cannot be used: {exc}; run `lab certs` to reissue it") from None
     if ca is None or inter is None:
         raise CertsMissing(f"the CAs in {lay.root} are missing: run `lab certs`")
-    _keep_revocations(lay.crl, (ca, inter))
+    crls.keep_revocations(lay.crl, (ca, inter))
     return ca, inter
-
-
-def _is_for(cert: x509.Certificate, name: str, usage: str) -> bool:
-    """Whether ``cert`` names ``name`` (its CN) and allows ``usage`` ("client", "server")."""
-    cns = [a.value for a in cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)]
-    try:
-        ekus = set(cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value)
-    except x509.ExtensionNotFound:
-        return False
-    return cns == [name] and set(pki.USAGES[usage]) <= ekus
-
-
-def _signed_by(cert: x509.Certificate, authority: pki.CA | None) -> bool:
-    """Whether ``authority`` (None: the certificate itself) issued and signed ``cert``."""
-    issuer = cert if authority is None else authority.cert
-    if cert.issuer != issuer.subject:
-        return False
-    try:
-        cert.verify_directly_issued_by(issuer)
-    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
-        return False
-    return True
-
-
-def _load_ca(cert_path: Path, key_path: Path, parent: pki.CA | None = None) -> pki.CA | None:
-    """The CA in ``cert_path`` and ``key_path``; None when neither exists.
-
-    Raises:
-        ValueError: naming the file and what is wrong when either exists but cannot be used.
-    """
-    if not (os.path.lexists(cert_path) or os.path.lexists(key_path)):
-        return None
-    cert_pem, key_pem = _read(cert_path), _read(key_path)
-    # Piece by piece to name the file at fault; from_pem checks the same again.
-    try:
-        cert = x509.load_pem_x509_certificate(cert_pem)
-    except ValueError:
-        raise ValueError(f"{cert_path} holds no PEM certificate") from None
-    try:
-        key = pki.load_private_key(key_pem)
-    except ValueError as exc:
-        raise ValueError(f"{key_path}: {exc}") from None
-    if not pki.keys_match(cert, key):
-        raise ValueError(f"{key_path} is not the key of {cert_path}")
-    try:
-        return pki.CA.from_pem(cert_pem, key_pem, parent=parent)
-    except ValueError as exc:  # what is left: not a CA certificate
-        raise ValueError(f"{cert_path}: {exc}") from None
-
-
-def _load_ca_or_none(cert_path: Path, key_path: Path, parent: pki.CA | None = None) -> pki.CA | None:
-    """The CA, or None when it is missing or damaged (an issuing CA is simply reissued)."""
-    try:
-        return _load_ca(cert_path, key_path, parent=parent)
-    except ValueError:
-        return None
-
-
-def load_crls(path: Path) -> list:
-    """Every CRL in a PEM bundle (crl.pem holds the root's, then the intermediate's)."""
-    try:
-        data = Path(path).read_bytes()
-    except OSError:
-        return []
-    crls = []
-    for block in re.findall(rb"-----BEGIN X509 CRL-----.+?-----END X509 CRL-----", data, re.S):
-        try:
-            crls.append(x509.load_pem_x509_crl(block))
-        except ValueError:
-            continue
-    return crls
-
-
-def _crls_due(path: Path, authorities, now: dt.datetime) -> bool:
-    crls = {crl.issuer: crl for crl in load_crls(path)}
-    for authority in authorities:
-        crl = crls.get(authority.cert.subject)
-        if crl is None or not _crl_signed_by(crl, authority):
-            return True
-        if crl.next_update_utc is None or crl.next_update_utc < now + RENEW_BEFORE:
-            return True
-    return False
-
-
-def _describe(cert: x509.Certificate) -> dict:
-    return {
-        "subject": cert.subject.rfc4514_string(),
-        "issuer": cert.issuer.rfc4514_string(),
-        "serial": format(cert.serial_number, "X"),
-        "not_before": cert.not_valid_before_utc.isoformat(),
-        "not_after": cert.not_valid_after_utc.isoformat(),
-    }
 
 
 def _write_manifest(lay: Layout, key_type: str) -> None:
     """Write manifest.json unless it already says exactly this (so a damaged one is repaired)."""
-    doc = {
-        "key_type": key_type,
-        "ca": _describe(load_cert(lay.ca_cert)),
-        "intermediate_ca": _describe(load_cert(lay.intermediate_cert)),
-        "server": _describe(load_cert(lay.server_cert)),
-        "crls": [
-            {
-                "issuer": crl.issuer.rfc4514_string(),
-                "last_update": crl.last_update_utc.isoformat(),
-                "next_update": crl.next_update_utc.isoformat(),
-                "revoked_serials": [format(r.serial_number, "X") for r in crl],
-            }
-            for crl in load_crls(lay.crl)
-        ],
-        "clients": {
-            spec.name: {**_describe(load_cert(lay.client_cert(spec.name))),
-                        "demonstrates": spec.demonstrates}
-            for spec in CLIENTS
-        },
-    }
-    data = (json.dumps(doc, indent=2) + "\n").encode()
+    data = manifest.document(lay, key_type, CLIENTS)
     try:
-        if _read(lay.manifest) == data:
+        if pemfile.read(lay.manifest) == data:
             return
     except ValueError:
         pass
@@ -629,3 +364,20 @@ def require_pki(root: Path) -> Layout:
         if not path.exists():
             raise CertsMissing(f"{path} is missing: run `lab certs` (or `make certs`) to generate the lab PKI")
     return lay
+
+
+def print_clients(root: Path, shown=str, console: Console | None = None) -> None:
+    """Draw the client certificates in ``root`` and the lesson each teaches (`lab certs`).
+
+    Args:
+        root: the certs folder.
+        shown: how a path is written (the CLI shows it relative to the working folder).
+        console: where to draw (default: stderr).
+    """
+    table = Table(title="client certificates")
+    for col in ("file", "demonstrates"):
+        table.add_column(col)
+    lay = Layout(root)
+    for spec in CLIENTS:
+        table.add_row(shown(lay.client_cert(spec.name)), spec.demonstrates)
+    (console or Console(stderr=True)).print(table)

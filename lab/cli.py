@@ -12,52 +12,16 @@ from pathlib import Path
 
 import click
 import docker.errors
-from rich.console import Console
-from rich.table import Table
 
 from . import __version__
 from . import certs as certs_mod
 from . import docker_env, fault as fault_mod, images as images_mod
+from .cli_context import Context, pass_ctx
 from .designs import DESIGNS, OPTIONAL
 from .errors import LabError, SettingsError
 from .settings import Settings
 from .stack import Stack
 from .ui import UI
-
-
-class Context:
-    def __init__(self, quiet: bool, verbose: bool, workdir: str | None = None):
-        self.ui = UI(quiet=quiet, verbose=verbose)
-        self.workdir = workdir
-        self._settings = None
-
-    @property
-    def settings(self) -> Settings:
-        if self._settings is None:
-            overrides = {"home": Path(self.workdir).resolve()} if self.workdir else {}
-            self._settings = Settings.from_env(**overrides)
-        return self._settings
-
-
-_pass_context = click.make_pass_decorator(Context)
-
-
-def _verbosity(ctx, param, value):
-    """-q/-v given after the subcommand (`lab up -q`) count as much as before it."""
-    if value and ctx.find_object(Context) is not None:
-        obj = ctx.find_object(Context)
-        obj.ui = UI(quiet=obj.ui.quiet or param.name == "quiet",
-                    verbose=obj.ui.verbose or param.name == "verbose")
-    return value
-
-
-def pass_ctx(func):
-    """Pass the Context, and accept -q/-v on the subcommand too."""
-    func = _pass_context(func)
-    func = click.option("-v", "--verbose", is_flag=True, expose_value=False, callback=_verbosity,
-                        help="Stream the output of docker, debootstrap, compose.")(func)
-    return click.option("-q", "--quiet", is_flag=True, expose_value=False, callback=_verbosity,
-                        help="Print errors only.")(func)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -132,7 +96,7 @@ def reload(obj):
 @pass_ctx
 def status(obj, as_json):
     """Services, health, ports, designs, certificate expiry and the stick tables."""
-    from .status import collect
+    from .status import collect, print_report
 
     dc = docker_env.client()
     docker_env.ensure_compose()
@@ -140,32 +104,7 @@ def status(obj, as_json):
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return
-    console = Console()
-    table = Table(title=f"{report['project']}: designs up: {', '.join(report['designs_up']) or 'none'}")
-    for col in ("service", "state", "health", "published ports"):
-        table.add_column(col)
-    for r in report["services"]:
-        colour = "green" if r["health"] in ("healthy", "-") and r["state"] == "running" else "red"
-        table.add_row(r["service"], f"[{colour}]{r['state']}[/]", r["health"], "\n".join(r["ports"]))
-    console.print(table)
-    nets = report["networks"]
-    console.print(f"networks: internet {nets['internet']}, vpc {nets['vpc']}; "
-                  f"client addresses {nets['client_addresses']}")
-    certs_table = Table(title="certificates")
-    for col in ("certificate", "expires", "days left", "state"):
-        certs_table.add_column(col)
-    for r in report["certificates"]:
-        colour = {"ok": "green", "expires soon": "yellow"}.get(r["state"], "red")
-        certs_table.add_row(r["name"], (r["expires"] or "-")[:10], str(r["days_left"] if r["days_left"] is not None else "-"),
-                            f"[{colour}]{r['state']}[/]")
-    console.print(certs_table)
-    for lb, entries in report["stick_tables"].items():
-        sticks = Table(title=f"{lb} stick table (client IP -> server)")
-        sticks.add_column("client IP")
-        sticks.add_column("server")
-        for ip, server in sorted(entries.items()):
-            sticks.add_row(ip, server)
-        console.print(sticks if entries else f"{lb} stick table: empty")
+    print_report(report)
     for warning in report["warnings"]:
         obj.ui.warn(warning)
 
@@ -192,15 +131,12 @@ def certs(obj, force, key_type, p12, p12_password, legacy):
     else:
         obj.ui.ok(f"{_rel(report.root)} is complete and current ({report.key_type}); "
                   "`lab certs --force` renews it")
-    bundles_dir = s.certs_dir / "p12"
-    if report.issued and bundles_dir.exists() and not (p12 or legacy):
-        import shutil
+    from .p12 import DEFAULT_PASSWORD, remove_bundles, write_bundles
 
-        shutil.rmtree(bundles_dir)  # they held the certificates just replaced
-        obj.ui.warn(f"removed {_rel(bundles_dir)}: its bundles held replaced certificates; "
+    if report.issued and not (p12 or legacy) and (removed := remove_bundles(s.certs_dir)):
+        obj.ui.warn(f"removed {_rel(removed)}: its bundles held replaced certificates; "
                     "`lab certs --p12` writes new ones")
     if p12 or legacy:
-        from .p12 import DEFAULT_PASSWORD, write_bundles
 
         bundles = write_bundles(s.certs_dir, p12_password or DEFAULT_PASSWORD, legacy=legacy)
         kind = "legacy encryption, for macOS Keychain" if legacy else "AES-256, for Firefox, Chrome, Windows"
@@ -209,13 +145,7 @@ def certs(obj, force, key_type, p12, p12_password, legacy):
             obj.ui.info(f"  their password: {DEFAULT_PASSWORD}  (choose one with --p12-password)")
     if obj.ui.quiet:
         return
-    table = Table(title="client certificates")
-    for col in ("file", "demonstrates"):
-        table.add_column(col)
-    lay = certs_mod.Layout(s.certs_dir)
-    for spec in certs_mod.CLIENTS:
-        table.add_row(_rel(lay.client_cert(spec.name)), spec.demonstrates)
-    Console(stderr=True).print(table)
+    certs_mod.print_clients(s.certs_dir, shown=_rel)
 
 
 @cli.command()
@@ -263,7 +193,7 @@ def api(obj, lb, command):
 @pass_ctx
 def scan(obj, as_json):
     """Scan the NLB and each backend with sslyze (installed into .venv-sslyze on first use)."""
-    from .scan import ensure_sslyze, scan as run_scan, verdicts
+    from .scan import ensure_sslyze, print_findings, scan as run_scan
 
     docker_env.ensure_compose()
     stack = Stack(obj.settings)
@@ -275,18 +205,7 @@ def scan(obj, as_json):
     if as_json:
         click.echo(json.dumps(findings, indent=2))
         return
-    table = Table(title="sslyze findings")
-    for col in ("target", "client auth", "acceptable CAs", "versions accepted", "chain vs lab CA"):
-        table.add_column(col)
-    failed = False
-    for f in findings:
-        v = verdicts(f)
-        failed |= not all(v.values())
-        accepted = [k for k, ok in f.get("versions", {}).items() if ok is True]
-        table.add_row(f"{f['name']} {f['target']}", f.get("client_auth_requirement", f.get("error", "?")),
-                      "\n".join(f.get("acceptable_client_ca_names", [])), ", ".join(accepted),
-                      "valid" if f.get("chain_valid") else "INVALID")
-    Console().print(table)
+    failed = print_findings(findings)
     obj.ui.info("OPTIONAL: nginx finishes the handshake without a certificate and refuses at HTTP "
                 "level (400), so sslyze cannot see that the certificate is required.")
     if failed:
@@ -298,7 +217,7 @@ def scan(obj, as_json):
 @pass_ctx
 def compare(obj, as_json):
     """Probe every running design with the same clients and compare them in one table."""
-    from .compare import COLUMNS, compare as run_compare
+    from .compare import compare as run_compare, print_table
 
     dc = docker_env.client()
     docker_env.ensure_compose()
@@ -311,13 +230,7 @@ def compare(obj, as_json):
     if as_json:
         click.echo(json.dumps(results, indent=2))
         return
-    table = Table(title="the same clients against every running design", show_lines=True)
-    table.add_column("design", style="bold")
-    for _, title in COLUMNS:
-        table.add_column(title)
-    for name, r in results.items():
-        table.add_row(name, *(r[key] for key, _ in COLUMNS))
-    Console(width=max(Console().width, 150)).print(table)
+    print_table(results)
     missing = [d for d in DESIGNS if d not in results]
     if missing:
         obj.ui.info(f"not running: {', '.join(missing)} (`lab up --all-designs` to compare them too)")
@@ -354,7 +267,7 @@ def demo(obj, name):
 @pass_ctx
 def bench(obj, repeat, seconds, no_lifecycle, idle, smoke, as_json, out):
     """Handshake rates, latency, PKI and start-up times, memory: measured side by side."""
-    from .bench import run as run_bench, targets
+    from .bench import print_report, run as run_bench, targets
 
     if smoke:
         repeat, seconds, no_lifecycle, idle = 1, 1.0, True, 0
@@ -371,38 +284,7 @@ def bench(obj, repeat, seconds, no_lifecycle, idle, smoke, as_json, out):
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return
-    table = Table(title=f"lab bench ({repeat} x {seconds:g} s, medians)")
-    for col in ("path", "address", "handshakes/s", "with 4 clients", "keep-alive p50", "p99", "req/s (4 conns)"):
-        table.add_column(col, justify="right" if col not in ("path", "address") else "left")
-    for name, p in report["paths"].items():
-        table.add_row(name, report["addresses"][name], f"{p['handshakes_per_s']:.0f}",
-                      f"{p['handshakes_per_s_4_clients']:.0f}", f"{p['keepalive_p50_ms']} ms",
-                      f"{p['keepalive_p99_ms']} ms", f"{p['keepalive_rps']:.0f}")
-    console = Console(width=max(Console().width, 140))
-    console.print(table)
-    console.print(f"NLB / direct: handshakes {report['nlb_over_direct_handshakes']} "
-                  f"({report['nlb_over_direct_handshakes_4_clients']} with 4 clients), "
-                  f"keep-alive requests {report['nlb_over_direct_rps']}")
-    console.print(f"PKI generation: EC {report['pki_seconds']['ec']} s, RSA {report['pki_seconds']['rsa']} s")
-    if "idle_cpu" in report:
-        rest = report["idle_cpu"]
-        busiest = sorted(rest["per_service"].items(), key=lambda kv: -kv[1])[:3]
-        console.print(f"at rest over {rest['seconds']} s: the machine {rest['machine_percent_of_one_core']}% of one "
-                      f"core, the lab's containers {rest['containers_percent_of_one_core']}% "
-                      f"(busiest: {', '.join(f'{k} {v}%' for k, v in busiest)})")
-    if "lifecycle_seconds" in report:
-        life = report["lifecycle_seconds"]
-        console.print(f"lab up: warm {life['up_warm']} s, images rebuilt {life['up_with_images_rebuilt']} s; "
-                      f"all down -> sorry page {life['all_down_to_sorry']} s")
-    mem = Table(title="memory (MiB)")
-    for col in ("service", "at rest", "under load"):
-        mem.add_column(col)
-    for svc, rest in report["memory_mib_at_rest"].items():
-        mem.add_row(svc, str(rest), str(report["memory_mib_under_load"].get(svc, "-")))
-    console.print(mem)
-    for key, t in report["targets"].items():
-        state = "-" if t["met"] is None else ("met" if t["met"] else "MISSED")
-        console.print(f"target {key} {t['target']}: {t['value']} {state}")
+    print_report(report)
     obj.ui.info(f"report written to {_rel(path)}")
 
 
@@ -467,37 +349,7 @@ def fault_measure(obj, kind, target, clients, rate, outage, as_json):
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return
-    _print_fault_report(report)
-
-
-def _print_fault_report(r: dict) -> None:
-    hc = r["health_checks"]
-    table = Table(title=f"fault: {r['fault']} {r['target']}  (health checks: inter {hc['inter']}, "
-                        f"fall {hc['fall']}, rise {hc['rise']}, timeout {hc['timeout']})")
-    table.add_column("measure")
-    table.add_column("value")
-    rows = [
-        ("requests", f"{r['requests']} ({r['load']['sources']} clients x {r['load']['rate_per_source']}/s "
-                     f"x {r['load']['seconds']:.0f} s)"),
-        ("served by a backend", str(r["served"])),
-        ("answered by the sorry page", str(r["sorry_page"])),
-        ("failed", f"{r['failed']} {r['failed_by_kind'] or ''}"),
-        ("latency p50 / p99 / max", " / ".join(f"{v * 1000:.0f} ms" if v is not None else "-"
-                                               for v in r["latency_s"].values())),
-        ("HAProxy saw it after", ", ".join(f"{k}: {v} s" for k, v in r["detected_after_s"].items()) or "-"),
-        ("back UP after undo", ", ".join(f"{k}: {v} s" for k, v in r["back_up_after_s"].items()) or "-"),
-        ("host client: first sorry page after", f"{r['host_first_sorry_after_s']} s" if r["host_first_sorry_after_s"] is not None else "-"),
-        ("sorry page ever pinned", "yes" if r["sorry_in_stick_table"] else "no"),
-    ]
-    for row in rows:
-        table.add_row(*row)
-    Console().print(table)
-    moves = Table(title="where each client was pinned")
-    for col in ("client", "before", "path during the run", "after"):
-        moves.add_column(col)
-    for src, before in r["pinned_before"].items():
-        moves.add_row(src, before, " -> ".join(r["path_per_source"].get(src, [])), r["pinned_after"][src])
-    Console().print(moves)
+    fault_mod.print_report(report)
 
 
 @cli.command()

@@ -156,3 +156,17 @@ COLUMNS = (
     ("stickiness", "stickiness"),
     ("waf_can_inspect", "WAF can inspect"),
 )
+
+
+def print_table(results: dict, console=None) -> None:
+    """Draw ``compare``'s results: one row per design, one column per COLUMNS entry."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="the same clients against every running design", show_lines=True)
+    table.add_column("design", style="bold")
+    for _, title in COLUMNS:
+        table.add_column(title)
+    for name, r in results.items():
+        table.add_row(name, *(r[key] for key, _ in COLUMNS))
+    (console or Console(width=max(Console().width, 150))).print(table)

@@ -269,3 +269,38 @@ def measure(faults: Faults, kind: str, target: str, *, sources: list[str], clien
         "stick_table": {src: table.get(src) for src in sources},
         "sorry_in_stick_table": "sorry" in table.values(),
     }
+
+
+def print_report(r: dict, console=None) -> None:
+    """Draw ``measure``'s report: what the clients saw, and where each was pinned."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    hc = r["health_checks"]
+    table = Table(title=f"fault: {r['fault']} {r['target']}  (health checks: inter {hc['inter']}, "
+                        f"fall {hc['fall']}, rise {hc['rise']}, timeout {hc['timeout']})")
+    table.add_column("measure")
+    table.add_column("value")
+    rows = [
+        ("requests", f"{r['requests']} ({r['load']['sources']} clients x {r['load']['rate_per_source']}/s "
+                     f"x {r['load']['seconds']:.0f} s)"),
+        ("served by a backend", str(r["served"])),
+        ("answered by the sorry page", str(r["sorry_page"])),
+        ("failed", f"{r['failed']} {r['failed_by_kind'] or ''}"),
+        ("latency p50 / p99 / max", " / ".join(f"{v * 1000:.0f} ms" if v is not None else "-"
+                                               for v in r["latency_s"].values())),
+        ("HAProxy saw it after", ", ".join(f"{k}: {v} s" for k, v in r["detected_after_s"].items()) or "-"),
+        ("back UP after undo", ", ".join(f"{k}: {v} s" for k, v in r["back_up_after_s"].items()) or "-"),
+        ("host client: first sorry page after", f"{r['host_first_sorry_after_s']} s" if r["host_first_sorry_after_s"] is not None else "-"),
+        ("sorry page ever pinned", "yes" if r["sorry_in_stick_table"] else "no"),
+    ]
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+    moves = Table(title="where each client was pinned")
+    for col in ("client", "before", "path during the run", "after"):
+        moves.add_column(col)
+    for src, before in r["pinned_before"].items():
+        moves.add_row(src, before, " -> ".join(r["path_per_source"].get(src, [])), r["pinned_after"][src])
+    console.print(moves)

@@ -8,6 +8,7 @@ MAC). macOS Keychain still wants the legacy one (PBE-SHA1-3DES, SHA-1 MAC): `leg
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import BestAvailableEncryption, PrivateFormat, pkcs12
 
-from . import certs, pki
+from . import certs, pemfile
 from .errors import CertsMissing
 
 DEFAULT_PASSWORD = "mtls-lab"  # printed by `lab certs --p12`: the bundles are test identities
@@ -57,13 +58,26 @@ def write_bundles(root: Path, password: str = DEFAULT_PASSWORD, *, legacy: bool 
         cert_path, key_path = lay.client_cert(name), lay.client_key(name)
         try:
             chain = x509.load_pem_x509_certificates(cert_path.read_bytes())
-            key = pki.load_private_key(key_path.read_bytes())
+            key = pemfile.load_private_key(key_path.read_bytes())
         except (OSError, ValueError) as exc:
             raise CertsMissing(f"{cert_path} cannot be bundled ({exc}): run `lab certs`") from None
         data = pkcs12.serialize_key_and_certificates(
             name.encode(), key, chain[0], chain[1:] or None, _encryption(password.encode(), legacy))
         path = folder / f"{name}.p12"
-        pki.write_file(path, data, private=True)
+        pemfile.write_file(path, data, private=True)
         written.append(path)
     folder.chmod(0o700)
     return Bundles(folder, written, legacy)
+
+
+def remove_bundles(root: Path) -> Path | None:
+    """Remove ``root``/p12, whose bundles hold certificates that were just replaced.
+
+    Returns:
+        The folder removed, or None when there was none.
+    """
+    folder = Path(root) / "p12"
+    if not folder.exists():
+        return None
+    shutil.rmtree(folder)
+    return folder

@@ -6,7 +6,8 @@
     ca.crl_pem().write_to_path("crl.pem")
 
 A wrong CA is just a second ``CA()``. Keys are EC P-256 by default, RSA-2048 on
-request. Everything here is in memory; lab/certs.py decides what lands on disk.
+request. Everything here is in memory (lab/pemfile.py writes the files); lab/certs.py decides
+what lands on disk.
 """
 
 from __future__ import annotations
@@ -14,8 +15,6 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import ipaddress
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +23,9 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from .pemfile import load_private_key, write_file
+
 
 class KeyType(str, enum.Enum):
     """The key algorithms the lab issues (a str, so "ec" == KeyType.EC)."""
@@ -75,31 +77,6 @@ def generate_key(key_type: str = "ec"):
     raise ValueError(f"unknown key type {key_type!r}: choose one of {', '.join(KEY_TYPES)}")
 
 
-def load_private_key(pem: bytes):
-    """Load an unencrypted PEM private key of a type the lab signs with.
-
-    Args:
-        pem: the PEM text; other PEM blocks (certificates) around the key are skipped.
-
-    Returns:
-        An EC or RSA private key.
-
-    Raises:
-        ValueError: saying what is wrong: no key, an encrypted key, or another algorithm.
-    """
-    try:
-        key = serialization.load_pem_private_key(pem, password=None)
-    except TypeError:  # cryptography's way of saying "this one needs a password"
-        raise ValueError("key is encrypted (password-protected)") from None
-    except UnsupportedAlgorithm:
-        raise ValueError("key uses an algorithm this cryptography build cannot load") from None
-    except ValueError:
-        raise ValueError("key is not a PEM private key") from None
-    if not isinstance(key, (ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey)):
-        raise ValueError(f"key is {type(key).__name__}, not one of {', '.join(KEY_TYPES)}")
-    return key
-
-
 def keys_match(cert_or_public_key, private_key) -> bool:
     """Whether ``private_key`` belongs to a certificate (or a public key).
 
@@ -122,46 +99,6 @@ def keys_match(cert_or_public_key, private_key) -> bool:
         return spki(public) == spki(private_key.public_key())
     except (AttributeError, TypeError, ValueError, UnsupportedAlgorithm):
         return False
-
-
-def write_file(path: Path, data: bytes, *, private: bool = False) -> None:
-    """Write ``data`` to ``path`` atomically and durably.
-
-    The data is fsynced before the rename and the folder after it, so a crash leaves
-    the old file or the new one, never an empty or half-written key.
-
-    Args:
-        path: the target; its folder is created if absent.
-        data: the bytes to write.
-        private: 0600 from the first byte when True, else 0644.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mkstemp creates 0600
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            os.chmod(tmp, 0o600 if private else 0o644)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass  # some filesystems cannot sync a directory; the file itself is synced
-    finally:
-        os.close(fd)
 
 
 @dataclass(frozen=True)
@@ -299,7 +236,7 @@ class CA:
         self.parent = parent
         self.revoked: dict[int, dt.datetime] = {}
         # The last CRLNumber signed; RFC 5280 wants it to grow with every CRL of this CA.
-        # certs.py raises it to what the CRLs on disk carry.
+        # crls.keep_revocations raises it to what the CRLs on disk carry.
         self.crl_number = 0
         if _cert is not None:
             self.cert, self.private_key = _cert, _key

@@ -24,7 +24,7 @@ from pathlib import Path
 import jinja2
 
 from .certs import HEALTH_CN, SERVER_NAME, Layout
-from .pki import write_file
+from .pemfile import write_file
 from . import designs, resources
 from .designs import BACKEND_LISTENERS, LOAD_BALANCERS, RENDER_PORT
 from .settings import BACKENDS, Settings

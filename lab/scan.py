@@ -10,6 +10,9 @@ import json
 import sys
 from pathlib import Path
 
+from rich.console import Console
+from rich.table import Table
+
 from .certs import Layout
 from .errors import CommandFailed, LabError
 from .proc import run, stream
@@ -56,3 +59,24 @@ def verdicts(finding: dict) -> dict:
                                              "TLS_1_1": False, "TLS_1_2": True, "TLS_1_3": True},
         "chain_valid_against_lab_ca": finding.get("chain_valid") is True,
     }
+
+
+def print_findings(findings: list, console: Console | None = None) -> bool:
+    """Draw sslyze's findings, one row per target.
+
+    Returns:
+        True when a listener breaks the lab's TLS rules (a verdict failed).
+    """
+    table = Table(title="sslyze findings")
+    for col in ("target", "client auth", "acceptable CAs", "versions accepted", "chain vs lab CA"):
+        table.add_column(col)
+    failed = False
+    for f in findings:
+        v = verdicts(f)
+        failed |= not all(v.values())
+        accepted = [k for k, ok in f.get("versions", {}).items() if ok is True]
+        table.add_row(f"{f['name']} {f['target']}", f.get("client_auth_requirement", f.get("error", "?")),
+                      "\n".join(f.get("acceptable_client_ca_names", [])), ", ".join(accepted),
+                      "valid" if f.get("chain_valid") else "INVALID")
+    (console or Console()).print(table)
+    return failed

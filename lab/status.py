@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import datetime as dt
 
-from . import certs, pki
+from rich.console import Console
+from rich.table import Table
+
+from . import certs, crls, pemfile, pki
 from .designs import DESIGNS, LOAD_BALANCERS
 from .errors import StackError
 from .stack import Stack
@@ -32,10 +35,10 @@ def certificates(certs_dir, now: dt.datetime | None = None) -> list[dict]:
     named += [(f"client {c}", lay.client_cert(c)) for c in MUST_BE_VALID]
     for name, path in named:
         if path.exists():
-            rows.append(_expiry(name, certs.load_cert(path).not_valid_after_utc, now))
+            rows.append(_expiry(name, pemfile.load_cert(path).not_valid_after_utc, now))
         else:
             rows.append({"name": name, "expires": None, "days_left": None, "state": "missing"})
-    for crl in certs.load_crls(lay.crl):
+    for crl in crls.load_crls(lay.crl):
         cn = crl.issuer.rfc4514_string().split(",")[0].removeprefix("CN=")
         rows.append(_expiry(f"CRL of {cn} (nextUpdate)", crl.next_update_utc, now))
     return rows
@@ -74,3 +77,34 @@ def collect(stack: Stack, dc=None) -> dict:
         "warnings": warnings,
     }
 
+
+
+def print_report(report: dict, console: Console | None = None) -> None:
+    """Draw ``collect``'s report: services, networks, certificates, stick tables (warnings
+    are the caller's to show)."""
+    console = console or Console()
+    table = Table(title=f"{report['project']}: designs up: {', '.join(report['designs_up']) or 'none'}")
+    for col in ("service", "state", "health", "published ports"):
+        table.add_column(col)
+    for r in report["services"]:
+        colour = "green" if r["health"] in ("healthy", "-") and r["state"] == "running" else "red"
+        table.add_row(r["service"], f"[{colour}]{r['state']}[/]", r["health"], "\n".join(r["ports"]))
+    console.print(table)
+    nets = report["networks"]
+    console.print(f"networks: internet {nets['internet']}, vpc {nets['vpc']}; "
+                  f"client addresses {nets['client_addresses']}")
+    certs_table = Table(title="certificates")
+    for col in ("certificate", "expires", "days left", "state"):
+        certs_table.add_column(col)
+    for r in report["certificates"]:
+        colour = {"ok": "green", "expires soon": "yellow"}.get(r["state"], "red")
+        certs_table.add_row(r["name"], (r["expires"] or "-")[:10], str(r["days_left"] if r["days_left"] is not None else "-"),
+                            f"[{colour}]{r['state']}[/]")
+    console.print(certs_table)
+    for lb, entries in report["stick_tables"].items():
+        sticks = Table(title=f"{lb} stick table (client IP -> server)")
+        sticks.add_column("client IP")
+        sticks.add_column("server")
+        for ip, server in sorted(entries.items()):
+            sticks.add_row(ip, server)
+        console.print(sticks if entries else f"{lb} stick table: empty")

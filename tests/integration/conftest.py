@@ -2,6 +2,9 @@
 (lab/pytest_plugin.py, registered through the pytest11 entry point), with every design
 running (`lab_designs = all` in pyproject.toml). The fixtures below are conveniences."""
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -54,3 +57,19 @@ def from_client(client_box) -> Container:
 def from_host(certs_dir) -> Host:
     """The host's transport (Python ssl, published ports on 127.0.0.1) for lab.client.request."""
     return Host(certs_dir)
+
+
+@pytest.fixture(scope="session")
+def lab_cli(lab):
+    """lab_cli(*args, env=None, timeout=300): run `python -m lab *args` against this session's
+    lab (its LAB_HOME, LAB_PROJECT and LAB_CERTS_DIR, no other LAB_* of the caller's, plus
+    ``env``); returns the CompletedProcess, output captured as text."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("LAB_")}
+    base.update({"LAB_HOME": str(lab.settings.home), "LAB_PROJECT": lab.settings.project,
+                 "LAB_CERTS_DIR": str(lab.settings.certs_dir)})
+
+    def run(*args, env=None, timeout=300):
+        return subprocess.run([sys.executable, "-m", "lab", *args], capture_output=True, text=True,
+                              env={**base, **(env or {})}, check=False, timeout=timeout)
+
+    return run

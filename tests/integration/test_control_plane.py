@@ -94,22 +94,15 @@ def test_the_stats_page_is_served_on_the_operators_socket(lab):
     assert data.startswith(b"HTTP/1.1 200") and b"web1" in data
 
 
-def test_lab_api_and_status_keep_working_on_the_sockets(lab):
+def test_lab_api_and_status_keep_working_on_the_sockets(lab_cli):
     import json
-    import os
-    import subprocess
-    import sys
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LAB_")}
-    env.update({"LAB_HOME": str(lab.settings.home), "LAB_PROJECT": lab.settings.project})
-
-    def lab_cli(*args):
-        proc = subprocess.run([sys.executable, "-m", "lab", *args], capture_output=True, text=True, env=env,
-                              timeout=120, check=False)
+    def stdout(*args):
+        proc = lab_cli(*args, timeout=120)
         assert proc.returncode == 0, proc.stderr
         return proc.stdout
 
-    assert lab_cli("api", "show", "cli", "level").strip() == "admin"
-    assert lab_cli("api", "--lb", "nlb-tls", "show", "table", "web").startswith("# table: web")
-    status = json.loads(lab_cli("status", "--json"))
+    assert stdout("api", "show", "cli", "level").strip() == "admin"
+    assert stdout("api", "--lb", "nlb-tls", "show", "table", "web").startswith("# table: web")
+    status = json.loads(stdout("status", "--json"))
     assert set(status["stick_tables"]) == {"nlb", "nlb-tls"}

@@ -18,7 +18,7 @@ import urllib.parse
 
 import pytest
 
-from lab import certs, compare, pki
+from lab import certs, compare, pemfile, pki
 from lab.client import Host, request
 from lab.credentials import Credentials
 from lab.wait import wait_for
@@ -114,7 +114,7 @@ def test_alb_never_asks_for_a_certificate_but_the_nlb_does(clients):
 
 def test_verify_mode_headers_carry_the_identity(clients, source, certs_dir):
     answer = clients["alb-mtls-verify"].get("alice", source)
-    alice = certs.load_cert(certs.Layout(certs_dir).client_cert("alice"))
+    alice = pemfile.load_cert(certs.Layout(certs_dir).client_cert("alice"))
     body = answer.json
     assert body["identity_source"] == "X-Amzn-Mtls-* headers from the load balancer"
     assert body["client_subject"] == alice.subject.rfc4514_string()
@@ -217,16 +217,8 @@ def test_waf_on_the_backends_blocks_through_the_nlb_too(lab, docker_client, clie
     assert clients["nlb"].get("alice", source, path=SQLI).status == 200  # and off again
 
 
-def lab_cli(lab, *args, env=None):
-    full = {k: v for k, v in os.environ.items() if not k.startswith("LAB_")}
-    full.update({"LAB_HOME": str(lab.settings.home), "LAB_PROJECT": lab.settings.project, **(env or {})})
-    env = full
-    return subprocess.run([sys.executable, "-m", "lab", *args], capture_output=True, text=True, env=env,
-                          check=False, timeout=300)
-
-
-def test_lab_compare_json(lab):
-    proc = lab_cli(lab, "compare", "--json")
+def test_lab_compare_json(lab_cli):
+    proc = lab_cli("compare", "--json")
     assert proc.returncode == 0, proc.stderr
     table = json.loads(proc.stdout)
     cells = {d: {k: v for k, v in r.items() if k not in ("summary", "evidence")} for d, r in table.items()}
@@ -260,21 +252,21 @@ def test_lab_compare_json(lab):
 
 @pytest.mark.parametrize("name", ["alb-breaks-mtls", "nlb-passthrough", "nat-stickiness", "client-ip",
                                   "waf-tradeoff", "alb-mtls-headers", "header-spoofing", "sorry-page"])
-def test_demo_observes_its_claim(lab, name):
-    proc = lab_cli(lab, "demo", name)
+def test_demo_observes_its_claim(lab_cli, name):
+    proc = lab_cli("demo", name)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr
     assert "claim observed" in proc.stdout and "NOT seen" not in proc.stdout
     assert "$ docker compose" in proc.stdout or "$ lab" in proc.stdout  # it shows its commands
 
 
-def test_compare_and_demos_run_with_the_fewest_client_addresses(lab):
+def test_compare_and_demos_run_with_the_fewest_client_addresses(lab_cli):
     """LAB_CLIENT_IPS=8 (the minimum): every role still has an address of its own (the
     client container holds more, so the same stack serves)."""
     env = {"LAB_CLIENT_IPS": "8"}
-    proc = lab_cli(lab, "compare", "--json", env=env)
+    proc = lab_cli("compare", "--json", env=env)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["nlb"]["stickiness"] == "source IP"
-    proc = lab_cli(lab, "demo", "nat-stickiness", env=env)
+    proc = lab_cli("demo", "nat-stickiness", env=env)
     assert proc.returncode == 0 and "claim observed" in proc.stdout, proc.stdout[-1500:] + proc.stderr
 
 

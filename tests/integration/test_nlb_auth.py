@@ -9,14 +9,14 @@ import json
 import pytest
 from cryptography import x509
 
-from lab import certs
+from lab import certs, pemfile
 from lab.client import request
 from lab.credentials import Credentials
 from lab.containers import compose_container
 
 
 def cert(certs_dir, name):
-    return certs.load_cert(certs.Layout(certs_dir).client_cert(name))
+    return pemfile.load_cert(certs.Layout(certs_dir).client_cert(name))
 
 
 @pytest.mark.parametrize("name", ["alice", "bob", "carol"])
@@ -76,4 +76,4 @@ def test_tls_passes_through_untouched(lab, docker_client, certs_dir, nlb_port):
     with socket.create_connection(("127.0.0.1", nlb_port), timeout=5) as raw:
         with ctx.wrap_socket(raw, server_hostname="www.lab.test") as tls:
             served = x509.load_der_x509_certificate(tls.getpeercert(binary_form=True))
-    assert served == certs.load_cert(certs.Layout(certs_dir).server_cert)
+    assert served == pemfile.load_cert(certs.Layout(certs_dir).server_cert)

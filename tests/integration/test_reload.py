@@ -2,9 +2,6 @@
 written to the PKI (a CRL, a whole new CA) is what every running design enforces."""
 
 import datetime as dt
-import os
-import subprocess
-import sys
 
 import pytest
 
@@ -98,16 +95,12 @@ def test_a_client_revoked_before_reload_is_refused_everywhere_when_it_returns(la
     lab.runtime_api.wait_up()
 
 
-def test_the_client_container_trusts_a_renewed_ca_after_reload(lab, docker_client, clients):
+def test_the_client_container_trusts_a_renewed_ca_after_reload(lab, lab_cli, docker_client, clients):
     """`lab certs --force` makes a new CA; `lab reload` must bring it to the client
     container too (a file mount would keep the old inode, and every probe would fail)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LAB_")}
-    env.update({"LAB_HOME": str(lab.settings.home), "LAB_PROJECT": lab.settings.project,
-                "LAB_CERTS_DIR": str(lab.settings.certs_dir)})
     old_ca = certs.Layout(lab.settings.certs_dir).ca_cert.read_bytes()
     for command in (["certs", "--force"], ["reload"]):
-        proc = subprocess.run([sys.executable, "-m", "lab", "-q", *command], env=env, capture_output=True,
-                              text=True, timeout=120, check=False)
+        proc = lab_cli("-q", *command, timeout=120)
         assert proc.returncode == 0, proc.stderr
     assert certs.Layout(lab.settings.certs_dir).ca_cert.read_bytes() != old_ca
     box = clients["nlb"].box

@@ -12,7 +12,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from lab import certs, pki
+from lab import certs, crls, pemfile, pki
 
 
 def snapshot(root):
@@ -30,9 +30,9 @@ def test_second_run_changes_nothing(tmp_path):
 
 def test_force_renews_the_ca(tmp_path):
     certs.ensure_pki(tmp_path)
-    old_ca = certs.load_cert(tmp_path / "ca.pem").serial_number
+    old_ca = pemfile.load_cert(tmp_path / "ca.pem").serial_number
     report = certs.ensure_pki(tmp_path, force=True)
-    assert certs.load_cert(tmp_path / "ca.pem").serial_number != old_ca
+    assert pemfile.load_cert(tmp_path / "ca.pem").serial_number != old_ca
     assert set(certs.CLIENT_NAMES) <= set(report.issued)
 
 
@@ -40,7 +40,7 @@ def test_force_keeps_the_key_type(tmp_path):
     certs.ensure_pki(tmp_path, key_type="rsa")
     report = certs.ensure_pki(tmp_path, force=True)
     assert report.key_type == "rsa"
-    assert isinstance(certs.load_cert(tmp_path / "ca.pem").public_key(), rsa.RSAPublicKey)
+    assert isinstance(pemfile.load_cert(tmp_path / "ca.pem").public_key(), rsa.RSAPublicKey)
     # the negative control: --key-type is what switches
     assert certs.ensure_pki(tmp_path, force=True, key_type="ec").key_type == "ec"
 
@@ -49,15 +49,15 @@ def test_force_keeps_the_key_type(tmp_path):
 def test_a_lost_crl_still_revokes_the_revoked_client(tmp_path, damage):
     certs.ensure_pki(tmp_path)
     lay = certs.Layout(tmp_path)
-    revoked = certs.load_cert(lay.client_cert("revoked")).serial_number
-    alice = certs.load_cert(lay.client_cert("alice")).serial_number
+    revoked = pemfile.load_cert(lay.client_cert("revoked")).serial_number
+    alice = pemfile.load_cert(lay.client_cert("alice")).serial_number
     if damage == "delete":
         lay.crl.unlink()
     else:
         lay.crl.write_bytes(b"" if damage == "empty" else b"-----BEGIN X509 CRL-----\nnope\n")
     report = certs.ensure_pki(tmp_path)
     assert report.crl_signed and not report.issued
-    listed = {r.serial_number for crl in certs.load_crls(lay.crl) for r in crl}
+    listed = {r.serial_number for crl in crls.load_crls(lay.crl) for r in crl}
     assert revoked in listed and alice not in listed
 
 
@@ -76,26 +76,26 @@ def test_reissued_revoked_cert_is_still_revoked(tmp_path):
     lay = certs.Layout(tmp_path)
     lay.client_cert("revoked").unlink()
     certs.ensure_pki(tmp_path)
-    serial = certs.load_cert(lay.client_cert("revoked")).serial_number
-    assert certs.load_crls(lay.crl)[0].get_revoked_certificate_by_serial_number(serial) is not None
+    serial = pemfile.load_cert(lay.client_cert("revoked")).serial_number
+    assert crls.load_crls(lay.crl)[0].get_revoked_certificate_by_serial_number(serial) is not None
 
 
 def test_crl_is_resigned_before_it_goes_stale(tmp_path):
     certs.ensure_pki(tmp_path)
     lay = certs.Layout(tmp_path)
-    next_update = certs.load_crls(lay.crl)[0].next_update_utc
+    next_update = crls.load_crls(lay.crl)[0].next_update_utc
     later = next_update - dt.timedelta(days=3)  # inside the renewal window
     report = certs.ensure_pki(tmp_path, now=later)
     assert report.crl_signed
-    assert certs.load_crls(lay.crl)[0].next_update_utc > next_update
-    revoked = certs.load_cert(lay.client_cert("revoked")).serial_number
-    assert [r.serial_number for r in certs.load_crls(lay.crl)[0]] == [revoked]
+    assert crls.load_crls(lay.crl)[0].next_update_utc > next_update
+    revoked = pemfile.load_cert(lay.client_cert("revoked")).serial_number
+    assert [r.serial_number for r in crls.load_crls(lay.crl)[0]] == [revoked]
 
 
 def test_not_yet_valid_is_reissued_when_its_start_comes(tmp_path):
     certs.ensure_pki(tmp_path)
     lay = certs.Layout(tmp_path)
-    start = certs.load_cert(lay.client_cert("not-yet-valid")).not_valid_before_utc
+    start = pemfile.load_cert(lay.client_cert("not-yet-valid")).not_valid_before_utc
     report = certs.ensure_pki(tmp_path, now=start - dt.timedelta(hours=12))
     assert "not-yet-valid" in report.issued
 
@@ -103,7 +103,7 @@ def test_not_yet_valid_is_reissued_when_its_start_comes(tmp_path):
 def test_rsa_on_request_and_no_silent_switch(tmp_path):
     report = certs.ensure_pki(tmp_path, key_type="rsa")
     assert report.key_type == "rsa"
-    assert certs.load_cert(tmp_path / "clients" / "alice.crt").public_key().key_size == 2048
+    assert pemfile.load_cert(tmp_path / "clients" / "alice.crt").public_key().key_size == 2048
     with pytest.raises(ValueError, match="holds rsa keys, not ec.*--force --key-type ec"):
         certs.ensure_pki(tmp_path, key_type="ec")
 
@@ -137,9 +137,9 @@ def test_write_file_syncs_the_data_then_the_rename(tmp_path, monkeypatch):
         events.append("replace")
         real_replace(src, dst)
 
-    monkeypatch.setattr(pki.os, "fsync", fsync)
-    monkeypatch.setattr(pki.os, "replace", replace)
-    pki.write_file(tmp_path / "k.key", b"secret", private=True)
+    monkeypatch.setattr(pemfile.os, "fsync", fsync)
+    monkeypatch.setattr(pemfile.os, "replace", replace)
+    pemfile.write_file(tmp_path / "k.key", b"secret", private=True)
     assert events == ["fsync file", "replace", "fsync dir"]
     assert (tmp_path / "k.key").read_bytes() == b"secret"
 
@@ -173,7 +173,7 @@ def test_a_leaf_in_place_of_the_intermediate_is_replaced(tmp_path):
     shutil.copy(lay.client_key("alice"), lay.intermediate_key)
     report = certs.ensure_pki(tmp_path)
     assert report.issued == ["intermediate CA", "carol"]
-    inter = certs.load_cert(lay.intermediate_cert)
+    inter = pemfile.load_cert(lay.intermediate_cert)
     assert inter.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
 
 
@@ -184,14 +184,14 @@ def test_a_rogue_ca_that_is_not_self_signed_is_replaced(tmp_path):
     shutil.copy(lay.intermediate_key, lay.rogue_key)
     report = certs.ensure_pki(tmp_path)
     assert report.issued == ["rogue CA", "rogue-ca"]
-    rogue = certs.load_cert(lay.rogue_cert)
+    rogue = pemfile.load_cert(lay.rogue_cert)
     rogue.verify_directly_issued_by(rogue)
 
 
 def test_carol_without_her_chain_is_reissued(tmp_path):
     certs.ensure_pki(tmp_path)
     lay = certs.Layout(tmp_path)
-    leaf_only = certs.load_cert(lay.client_cert("carol")).public_bytes(serialization.Encoding.PEM)
+    leaf_only = pemfile.load_cert(lay.client_cert("carol")).public_bytes(serialization.Encoding.PEM)
     lay.client_cert("carol").write_bytes(leaf_only)
     assert certs.ensure_pki(tmp_path).issued == ["carol"]
     assert lay.client_cert("carol").read_bytes().count(b"BEGIN CERTIFICATE") == 2
@@ -209,15 +209,15 @@ def test_a_damaged_manifest_is_rewritten(tmp_path):
 def test_a_root_ca_near_expiry_is_still_renewed(tmp_path):
     certs.ensure_pki(tmp_path)
     lay = certs.Layout(tmp_path)
-    old = certs.load_cert(lay.ca_cert)
+    old = pemfile.load_cert(lay.ca_cert)
     report = certs.ensure_pki(tmp_path, now=old.not_valid_after_utc - dt.timedelta(days=3))
     assert "lab CA" in report.issued  # documented: no error, a new root and all under it
-    assert certs.load_cert(lay.ca_cert).serial_number != old.serial_number
+    assert pemfile.load_cert(lay.ca_cert).serial_number != old.serial_number
 
 
 def crl_numbers(path):
     return {crl.issuer.rfc4514_string(): crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
-            for crl in certs.load_crls(path)}
+            for crl in crls.load_crls(path)}
 
 
 def test_crl_numbers_only_go_up(tmp_path):
@@ -226,7 +226,7 @@ def test_crl_numbers_only_go_up(tmp_path):
     lay = certs.Layout(root)
     seen = [crl_numbers(lay.crl)]
     for _ in range(2):
-        due = certs.load_crls(lay.crl)[0].next_update_utc - dt.timedelta(days=3)
+        due = crls.load_crls(lay.crl)[0].next_update_utc - dt.timedelta(days=3)
         assert certs.ensure_pki(root, now=due).crl_signed
         seen.append(crl_numbers(lay.crl))
     now = pki.utcnow()
@@ -247,9 +247,9 @@ def test_stale_crl_bundle_keeps_revocations(tmp_path):
     stale = certs.crl_bundle(tmp_path, last_update=now - dt.timedelta(days=40),
                              next_update=now - dt.timedelta(days=10))
     (tmp_path / "stale.pem").write_bytes(stale)
-    root_crl, inter_crl = certs.load_crls(tmp_path / "stale.pem")
+    root_crl, inter_crl = crls.load_crls(tmp_path / "stale.pem")
     assert root_crl.next_update_utc < now and inter_crl.next_update_utc < now
-    revoked = certs.load_cert(lay.client_cert("revoked")).serial_number
+    revoked = pemfile.load_cert(lay.client_cert("revoked")).serial_number
     assert [r.serial_number for r in root_crl] == [revoked]
 
 
@@ -275,11 +275,11 @@ def test_revoke_puts_a_client_on_its_issuers_crl_and_keeps_the_others(tmp_path):
 
     def revoked():
         return {crl.issuer.rfc4514_string().split(",")[0]: {e.serial_number for e in crl}
-                for crl in certs.load_crls(lay.crl)}
+                for crl in crls.load_crls(lay.crl)}
 
     before = revoked()
-    bob = certs.load_cert(lay.client_cert("bob")).serial_number
-    carol = certs.load_cert(lay.client_cert("carol")).serial_number
+    bob = pemfile.load_cert(lay.client_cert("bob")).serial_number
+    carol = pemfile.load_cert(lay.client_cert("carol")).serial_number
     assert bob not in before["CN=mTLS Lab Root CA"]
     assert certs.revoke(root, "bob") == bob
     assert certs.revoke(root, "carol") == carol
@@ -297,7 +297,7 @@ def test_a_valid_pair_of_the_wrong_certificate_is_replaced(tmp_path):
     shutil.copy(lay.client_key("alice"), lay.server_key)
     report = certs.ensure_pki(root)
     assert "server" in report.issued
-    assert certs.load_cert(lay.server_cert).subject.rfc4514_string().startswith("CN=www.lab.test")
+    assert pemfile.load_cert(lay.server_cert).subject.rfc4514_string().startswith("CN=www.lab.test")
 
 
 def test_a_revoked_valid_client_is_issued_anew_and_unknown_names_are_refused(tmp_path):
@@ -307,6 +307,6 @@ def test_a_revoked_valid_client_is_issued_anew_and_unknown_names_are_refused(tmp
     old = certs.revoke(root, "bob")
     report = certs.ensure_pki(root)  # bob must teach "accepted" again: a new serial
     assert "bob" in report.issued
-    assert certs.load_cert(lay.client_cert("bob")).serial_number != old
+    assert pemfile.load_cert(lay.client_cert("bob")).serial_number != old
     with pytest.raises(certs.CertsMissing, match="no client 'mallory'"):
         certs.revoke(root, "mallory")

@@ -6,7 +6,7 @@ import subprocess
 import pytest
 from cryptography.hazmat.primitives.serialization import pkcs12
 
-from lab import certs, p12, pki
+from lab import certs, p12, pemfile, pki
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +30,7 @@ def test_bundles_open_with_their_password_and_hold_key_and_chain(bundled, legacy
         assert path.stat().st_mode & 0o777 == 0o600
     key, cert, extra = pkcs12.load_key_and_certificates((out.folder / "carol.p12").read_bytes(), b"s3cret")
     assert pki.keys_match(cert, key)
-    assert cert == certs.load_cert(lay.client_cert("carol"))
+    assert cert == pemfile.load_cert(lay.client_cert("carol"))
     assert [c.subject.rfc4514_string() for c in extra] == ["CN=mTLS Lab Issuing CA,O=mTLS Lab"]
     with pytest.raises(ValueError):  # negative control: the wrong password opens nothing
         pkcs12.load_key_and_certificates((out.folder / "alice.p12").read_bytes(), b"wrong")

@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from lab import certs, pki
+from lab import certs, crls, pki, pkicheck
 
 NOW = pki.utcnow()
 
@@ -75,16 +75,16 @@ def test_expired_and_future_windows(layout):
 
 
 def test_crl_lists_exactly_the_revoked_serial(layout):
-    crl = certs.load_crls(layout.crl)[0]
+    crl = crls.load_crls(layout.crl)[0]
     revoked = load(layout.client_cert("revoked")).serial_number
     assert [r.serial_number for r in crl] == [revoked]
     assert crl.get_revoked_certificate_by_serial_number(load(layout.client_cert("alice")).serial_number) is None
     assert crl.is_signature_valid(load(layout.ca_cert).public_key())
-    assert crl.next_update_utc > NOW + certs.RENEW_BEFORE
+    assert crl.next_update_utc > NOW + pkicheck.RENEW_BEFORE
 
 
 def test_crl_bundle_has_one_crl_per_ca_in_the_chain(layout):
-    root_crl, inter_crl = certs.load_crls(layout.crl)
+    root_crl, inter_crl = crls.load_crls(layout.crl)
     assert root_crl.issuer == load(layout.ca_cert).subject
     assert inter_crl.issuer == load(layout.intermediate_cert).subject
     assert inter_crl.is_signature_valid(load(layout.intermediate_cert).public_key())
