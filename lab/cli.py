@@ -17,7 +17,7 @@ from . import __version__
 from . import certs as certs_mod
 from . import docker_env, fault as fault_mod, images as images_mod
 from .cli_context import Context, pass_ctx
-from .designs import DESIGNS, OPTIONAL
+from .designs import DESIGNS, LOAD_BALANCERS, OPTIONAL
 from .errors import LabError, SettingsError
 from .settings import Settings
 from .stack import Stack
@@ -176,7 +176,7 @@ def logs(obj, services, follow, tail):
 
 
 @cli.command(context_settings={"ignore_unknown_options": True})
-@click.option("--lb", default="nlb", show_default=True, type=click.Choice(["nlb", "nlb-tls", "alb"]),
+@click.option("--lb", default="nlb", show_default=True, type=click.Choice(list(LOAD_BALANCERS)),
               help="Which load balancer.")
 @click.argument("command", nargs=-1, required=True)
 @pass_ctx

@@ -12,9 +12,10 @@ import stat
 
 import pytest
 
+from lab import designs
 from lab.containers import compose_container
 
-LOAD_BALANCERS = ("nlb", "alb", "nlb-tls")
+LOAD_BALANCERS = tuple(designs.LOAD_BALANCERS)
 # What the runtime API, the stats page and the local peer listened on before.
 CONTROL_PORTS = (9999, 8404, 10000)
 
@@ -39,7 +40,7 @@ def test_no_control_port_answers_from_the_networks(lab, outsiders, lb, where):
     container = outsiders[where]
     public, private = lab.settings.lb_ips(lb)
     address = public if where == "client" else private  # each side reaches its own
-    listener = 443 if lb != "alb" else 8451
+    listener = designs.LOAD_BALANCERS[lb].designs[0].container_port
     # positive control: the same container does reach the load balancer's listener
     assert _connects(container, address, listener), f"{where} cannot reach {lb} at all: nothing tested"
     open_ports = [port for port in CONTROL_PORTS if _connects(container, address, port)]
@@ -64,7 +65,7 @@ def test_only_the_listeners_listen_beyond_loopback(lab, docker_client, lb):
                 listening.add((table, address, int(port, 16)))
     loopback = ("127.", "0000000000000000000000000100000000000000000000000000000000000001")
     public = {(table, port) for table, address, port in listening if not address.startswith(loopback)}
-    expected = {"nlb": {443}, "nlb-tls": {443}, "alb": {8450, 8451, 8452}}[lb]
+    expected = {d.container_port for d in designs.LOAD_BALANCERS[lb].designs}  # its record's listeners
     assert public == {("tcp", port) for port in expected}, sorted(listening)
     assert ("tcp", "127.0.0.1", 8404) in listening  # the container's own health check, loopback only
 
@@ -76,7 +77,7 @@ def test_the_operator_has_the_runtime_api_on_the_host(lab, lb):
     assert stat.S_ISSOCK(mode) and stat.S_IMODE(mode) == 0o600
     assert stat.S_IMODE(api.path.parent.stat().st_mode) == 0o700
     assert api.command("show cli level").strip() == "admin"
-    backend = "targets_alb_mtls_verify" if lb == "alb" else "web"
+    backend = designs.LOAD_BALANCERS[lb].check_backend
     assert set(api.server_states(backend)) == {"web1", "web2", "sorry"}
 
 
