@@ -187,9 +187,10 @@ def nginx_conf(settings: Settings, name: str, env: jinja2.Environment | None = N
         render_port=RENDER_PORT,
         load_balancers=http_lbs,
         # the designs whose load balancer verified the client and names it in headers
-        header_listeners=[{"listener": d.target, "lb": d.service.replace("-", "_"),
-                           "lb_ip": settings.lb_ips(d.service)[1]}
-                          for d in designs.DESIGNS.values() if d.target.headers],
+        # (one server block per listener, however many of a load balancer's designs use it)
+        header_listeners=list({d.target.name: {"listener": d.target, "lb": d.service.replace("-", "_"),
+                                               "lb_ip": settings.lb_ips(d.service)[1]}
+                               for d in designs.DESIGNS.values() if d.target.headers}.values()),
         verifier_ip=settings.verifier_ip,
         hops=[{"listener": l["design"], "waf_port": l["waf_port"], "inner_port": l["inner_port"]}
               for l in listeners(wafs[name])] if name in wafs else [],
