@@ -14,7 +14,8 @@ import secrets
 from .answer import Answer
 from .client import Container, Listener
 from .containers import ClientContainer
-from .designs import BACKEND_LISTENERS, DESIGNS
+from .designs import BACKEND_LISTENERS, BACKENDS, DESIGNS
+from .errors import NotReached
 from .stack import Stack
 
 SQLI = "id=1%27%20OR%20%271%27%3D%271"
@@ -109,10 +110,18 @@ def probe_design(stack: Stack, client: Listener) -> dict:
     elif len(same_ip) < 5:
         sticky = f"unknown: {5 - len(same_ip)} of 5 requests were not served by a backend"
     elif len(set(same_ip)) == 1:
-        # the probe addresses' own pins (from earlier runs) would decide for them: forget them
-        stack.runtime_api(DESIGNS[client.design].service).forget(other_sources)
-        spread = set(backends(client.get("bob", ip) for ip in other_sources))
-        sticky = "source IP" if len(spread) > 1 else "source IP (all probes landed on one backend)"
+        api = stack.runtime_api(DESIGNS[client.design].service)
+        # new addresses spread only over the servers in service: a backend just back from a
+        # fault needs `rise` passed checks first
+        try:
+            api.wait_up(BACKENDS, timeout=10)
+        except NotReached as exc:
+            sticky = f"source IP (spread not checked: {exc})"
+        else:
+            # the probe addresses' own pins (from earlier runs) would decide for them: forget them
+            api.forget(other_sources)
+            spread = set(backends(client.get("bob", ip) for ip in other_sources))
+            sticky = "source IP" if len(spread) > 1 else "source IP (all probes landed on one backend)"
     else:
         sticky = "none"
 

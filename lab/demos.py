@@ -19,7 +19,7 @@ from . import compare, containers, fault
 from .client import Host, command, request, request_many
 from .credentials import Credentials
 from .wait import wait_for
-from .designs import DESIGNS
+from .designs import BACKENDS, DESIGNS, LOAD_BALANCERS
 from .errors import LabError
 from .stack import Stack
 
@@ -194,6 +194,16 @@ def sorry_page(show: Show):
                     what="fail back")
     show.evidence(f"HTTP {back.status} backend={back.backend}")
     show.check(back.backend in ("web1", "web2"), "traffic failed back to the backends by itself")
+    # one backend serving is a fail-back; the lab is as it was when every load balancer
+    # has both in service again (each needs `rise` passed checks per backend)
+    for lb in sorted({DESIGNS[d].service for d in show.clients}):
+        api = show.stack.runtime_api(lb)
+        try:
+            api.wait_up(BACKENDS, timeout=30, backend=LOAD_BALANCERS[lb].check_backend)
+        except LabError as exc:
+            show.check(False, f"{lb} has both backends in service again ({exc})")
+        else:
+            show.check(True, f"{lb} has both backends in service again")
 
 
 @demo("waf-tradeoff", "C5: a WAF must sit where TLS ends; NLB passthrough hides requests from a WAF at the LB",
