@@ -231,6 +231,38 @@ def waf_tradeoff(show: Show):
     show.note("application was audited. ALB mutual TLS (2023) now lets WAF and client certificates coexist.")
 
 
+@demo("cloudfront-mtls", "C5 today: CloudFront viewer mTLS checks the certificate at the edge, and AWS WAF "
+      "inspects the same requests", needs=("nlb", "cloudfront"))
+def cloudfront_mtls(show: Show):
+    show.say("1. alice through CloudFront (required mode): the edge verifies her, the origin reads headers")
+    ok = show.get("cloudfront-mtls", "alice", show.source)
+    show.check(ok.status == 200 and ok.json.get("listener") == "cloudfront-headers"
+               and ok.json.get("client_subject", "").startswith("CN=alice"),
+               "the backend knows alice from CloudFront-Viewer-Cert-Subject, believed from CloudFront only")
+    serial = ok.json.get("client_serial", "")
+    show.evidence(f"serial: {serial}\nvalidity: {ok.json.get('client_validity')}")
+    show.check(serial == serial.lower() and ":" in serial, "the serial arrives as CloudFront writes it: hex pairs, colons")
+    show.check(ok.json.get("client_ip") == show.source, "the client address arrives in X-Forwarded-For")
+    show.say("2. a rogue-CA certificate, and a SQL-injection attempt by a valid client")
+    rogue = show.get("cloudfront-mtls", "rogue-ca", show.source)
+    show.check(rogue.handshake_failed, f"refused in the TLS handshake at the edge ({rogue.alert or '-'})")
+    sqli = show.get("cloudfront-mtls", "alice", show.source, f"/whoami?{compare.SQLI}")
+    show.check(sqli.status == 403 and sqli.json.get("waf") == "load balancer",
+               "blocked (403) by the WAF at the edge: client certificates and a WAF together")
+    show.say("3. optional mode: no certificate gets through the edge, and the origin decides")
+    none = show.get("cloudfront-mtls-optional", None, show.source)
+    show.check(none.status == 400 and none.json.get("client_verify") == "NONE",
+               "no certificate: the TLS handshake succeeds, the origin refuses (400, NONE)")
+    bad = show.get("cloudfront-mtls-optional", "rogue-ca", show.source)
+    show.check(bad.handshake_failed, "an invalid certificate is still refused at the edge")
+    if "alb-mtls-verify" in show.clients:
+        show.say("4. the 2023 answer beside it: ALB mutual TLS (verify) with its WAF")
+        alb = show.get("alb-mtls-verify", "alice", show.source, f"/whoami?{compare.SQLI}")
+        show.check(alb.status == 403, "the ALB's WAF blocks the same request (403)")
+    show.note("The seed lost its WAF by moving to an NLB (C5). ALB mutual TLS (2023) and CloudFront viewer")
+    show.note("mTLS (2025) both check the certificate where TLS ends, so a WAF there reads every request.")
+
+
 @demo("alb-mtls-headers", "ALB mutual TLS: verify mode forwards X-Amzn-Mtls-* headers; passthrough forwards the chain",
       needs=("nlb", "alb"))
 def alb_mtls_headers(show: Show):

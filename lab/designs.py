@@ -128,6 +128,14 @@ ALB_HEADERS = BackendListener("alb-headers", 8444, "X-Amzn-Mtls-* headers", "bac
     serial="X-Amzn-Mtls-Clientcert-Serial-Number", validity="X-Amzn-Mtls-Clientcert-Validity",
     leaf="X-Amzn-Mtls-Clientcert-Leaf"))
 
+# CloudFront's names for the viewer's certificate (the origin reads them from CloudFront only).
+CLOUDFRONT_HEADERS = BackendListener(
+    "cloudfront-headers", 8448, "CloudFront-Viewer-Cert-* headers", "backend, headers", IdentityHeaders(
+        subject="CloudFront-Viewer-Cert-Subject", issuer="CloudFront-Viewer-Cert-Issuer",
+        serial="CloudFront-Viewer-Cert-Serial-Number", validity="CloudFront-Viewer-Cert-Validity",
+        leaf="CloudFront-Viewer-Cert-Pem"))
+CLOUDFRONT_FORWARDS = "CloudFront-Viewer-Cert-* headers, X-Forwarded-For, CloudFront-Viewer-Address"
+
 LOAD_BALANCERS = {lb.service: lb for lb in (
     LoadBalancer(
         "nlb", "haproxy/nlb.cfg.j2", 10, 10, "www.lab.test", always_on=True, source_sticky=True,
@@ -161,6 +169,23 @@ LOAD_BALANCERS = {lb.service: lb for lb in (
             BackendListener("nlb-tls", 8446, "verified by the load balancer; not forwarded", "load balancer"),
             "NLB TLS listener with mutual TLS verify (2026): the NLB checks, the client IP is kept",
             verifies="load balancer", forwards="client address by PROXY v2; the identity is not forwarded"),)),
+    LoadBalancer(
+        "cloudfront", "haproxy/cloudfront.cfg.j2", 15, 25, "cdn.lab.test", waf=True,
+        check_backend="origin_cloudfront_mtls",
+        summary="HAProxy in HTTP mode standing in for CloudFront with viewer mutual TLS and AWS WAF, "
+                "the backends as a VPC origin",
+        designs=(
+            Design("cloudfront-mtls", "LAB_CLOUDFRONT_PORT", 8454, 8454, "required", CLOUDFRONT_HEADERS,
+                   "CloudFront viewer mTLS, required mode (2025), with AWS WAF: the edge checks the "
+                   "certificate, the origin reads CloudFront-Viewer-Cert-* headers",
+                   verifies="edge (CloudFront), TLS handshake", forwards=CLOUDFRONT_FORWARDS),
+            Design("cloudfront-mtls-optional", "LAB_CLOUDFRONT_OPTIONAL_PORT", 8455, 8455, "optional",
+                   CLOUDFRONT_HEADERS,
+                   "CloudFront viewer mTLS, optional mode: no certificate passes the edge, an invalid "
+                   "one does not; the origin decides",
+                   verifies="edge (CloudFront) when a certificate is sent; then the origin",
+                   forwards=CLOUDFRONT_FORWARDS),
+        )),
 )}
 
 DESIGNS = {d.name: replace(d, service=lb.service) for lb in LOAD_BALANCERS.values() for d in lb.designs}

@@ -45,8 +45,10 @@ def test_nginx_backend_demands_client_cert_and_trusts_proxy_only_from_lb(tmp_pat
     assert conf.count("ssl_verify_client on;") == 1 and "ssl_crl /etc/lab/trust/crl.pem;" in conf
     assert "listen 8443 ssl;" in conf  # the diagnostic listener, no PROXY protocol
     assert "ssl_protocols TLSv1.2 TLSv1.3;" in conf
-    # each listener believes exactly one load balancer: NLB, ALB (twice), NLB TLS
-    assert re.findall(r"set_real_ip_from (\S+);", conf) == ["198.18.9.10", "198.18.9.21", "198.18.9.21", "198.18.9.22"]
+    # each listener believes exactly one load balancer: NLB, ALB and CloudFront (headers), ALB
+    # (chain), NLB TLS
+    assert re.findall(r"set_real_ip_from (\S+);", conf) == ["198.18.9.10", "198.18.9.21", "198.18.9.25", "198.18.9.21",
+                                                            "198.18.9.22"]
     assert '"backend":"web2"' in conf
     # nginx drops server-level add_header in a location that has its own: keep them server-level
     locations = re.findall(r"^\s*location [^{]*\{([^}]*)\}", conf, re.M)
@@ -56,7 +58,7 @@ def test_nginx_backend_demands_client_cert_and_trusts_proxy_only_from_lb(tmp_pat
     assert "modsecurity" not in conf  # no WAF on the backends unless asked
     waf_on = render.nginx_conf(settings(tmp_path, LAB_BACKEND_WAF="on"), "web1")
     assert waf_on.startswith("# Rendered") and "load_module /usr/lib/nginx/modules/ngx_http_modsecurity_module.so;" in waf_on
-    assert waf_on.count("modsecurity on;") == 4
+    assert waf_on.count("modsecurity on;") == 5  # every TLS listener (the diagnostic one shares 443's server)
 
 
 def test_sorry_page_asks_no_certificate_and_answers_503(tmp_path):
