@@ -1,7 +1,7 @@
-"""Make debian:bookworm-slim from OS packages, for machines that cannot pull it.
+"""Make debian:trixie-slim from OS packages, for machines that cannot pull it.
 
-    debootstrap --variant=minbase --keyring=KEYRING bookworm ROOTFS MIRROR
-    tar -C ROOTFS -c . | docker import - debian:bookworm-slim
+    debootstrap --variant=minbase --keyring=KEYRING trixie ROOTFS MIRROR
+    tar -C ROOTFS -c . | docker import - debian:trixie-slim
 
 The mirror is the one this machine's apt already uses (an air-gapped site's own
 mirror), LAB_DEBIAN_MIRROR overrides it, deb.debian.org is the last resort.
@@ -22,7 +22,7 @@ from pathlib import Path
 from .errors import CommandFailed, ImageError
 from .proc import stream
 
-SUITE = "bookworm"
+SUITE = "trixie"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 DEFAULT_SECURITY = "http://deb.debian.org/debian-security"
 APT_SOURCES = Path("/etc/apt")
@@ -119,7 +119,7 @@ def bootstrap_base_image(tag: str, task, *, workdir: str | None = None, env=None
     """Build ``tag`` from Debian packages with debootstrap and import it into Docker.
 
     Args:
-        tag: image reference to create, e.g. "debian:bookworm-slim".
+        tag: image reference to create, e.g. "debian:trixie-slim".
         task: a ui.Task for progress lines.
         workdir: where to put the temporary root filesystem (default /var/tmp).
 

@@ -44,7 +44,7 @@ def test_debootstrap_argv_checks_signatures_with_the_keyring():
     assert argv == ["debootstrap", "--variant=minbase", "--keyring=/k/debian.gpg",
                     "trixie", "/var/tmp/rootfs", "http://m/debian"]
     assert not any(a.startswith("--no-check") for a in argv)
-    assert bootstrap.SUITE == "bookworm"
+    assert bootstrap.SUITE == "trixie"
 
 
 @pytest.mark.parametrize("suite, mirror", [("bookworm", "--no-check-gpg"), ("-x", "http://m/debian")])
