@@ -27,6 +27,11 @@ DEFAULT_MIRROR = "http://deb.debian.org/debian"
 DEFAULT_SECURITY = "http://deb.debian.org/debian-security"
 APT_SOURCES = Path("/etc/apt")
 DEBIAN_KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
+DEBOOTSTRAP_SCRIPTS = Path("/usr/share/debootstrap/scripts")
+# What a Debian 12 host needs to bootstrap trixie (both are bookworm point-release updates):
+# debootstrap's trixie script without usr-is-merged (Debian bug #1091649), trixie's archive keys.
+DEBOOTSTRAP_FOR_SUITE = "1.0.128+nmu2+deb12u2"
+KEYRING_FOR_SUITE = "2023.3+deb12u2"
 DEBOOTSTRAP_TIMEOUT = 900  # seconds
 IMPORT_TIMEOUT = 300  # seconds
 
@@ -131,6 +136,10 @@ def bootstrap_base_image(tag: str, task, *, workdir: str | None = None, env=None
         raise ImageError(f"cannot pull {tag} and debootstrap is not installed to build it: "
                          "`sudo apt-get install debootstrap`, then `lab images` again")
     keyring = find_keyring(env)
+    if not (DEBOOTSTRAP_SCRIPTS / SUITE).exists():
+        raise ImageError(f"cannot pull {tag} and this debootstrap does not know Debian {SUITE} "
+                         f"(no {DEBOOTSTRAP_SCRIPTS / SUITE}): `sudo apt-get install debootstrap` "
+                         f"({DEBOOTSTRAP_FOR_SUITE} or newer), then `lab images` again")
     if os.geteuid() != 0:
         raise ImageError(f"cannot pull {tag}; bootstrapping it needs root (debootstrap creates "
                          "device nodes): run `sudo -E .venv/bin/lab images` once, then carry on as yourself")
@@ -149,6 +158,11 @@ def bootstrap_base_image(tag: str, task, *, workdir: str | None = None, env=None
             stream(debootstrap_argv(SUITE, rootfs, mirror, keyring), on_line,
                    hint=f"mirror {mirror}; set LAB_DEBIAN_MIRROR to another", timeout=DEBOOTSTRAP_TIMEOUT)
         except CommandFailed as exc:
+            if "signed by unknown key" in f"{exc.stdout}\n{exc.stderr}":  # debootstrap's UNKNOWNRELSIG: an old keyring
+                raise ImageError(f"debootstrap refused {SUITE}'s Release from {mirror}: it is signed by keys "
+                                 f"that {keyring} does not hold; `sudo apt-get install debian-archive-keyring` "
+                                 f"({KEYRING_FOR_SUITE} or newer holds Debian 13's keys) or set "
+                                 "LAB_DEBIAN_KEYRING, then `lab images` again") from exc
             last = (exc.stderr or exc.stdout).strip().splitlines()[-1:]
             raise ImageError(f"debootstrap failed: {last[0] if last else exc}"
                              f" (mirror {mirror}; set LAB_DEBIAN_MIRROR to one you can reach)") from exc
