@@ -1,7 +1,7 @@
-"""Make debian:bookworm-slim from OS packages, for machines that cannot pull it.
+"""Make debian:trixie-slim from OS packages, for machines that cannot pull it.
 
-    debootstrap --variant=minbase --keyring=KEYRING bookworm ROOTFS MIRROR
-    tar -C ROOTFS -c . | docker import - debian:bookworm-slim
+    debootstrap --variant=minbase --keyring=KEYRING trixie ROOTFS MIRROR
+    tar -C ROOTFS -c . | docker import - debian:trixie-slim
 
 The mirror is the one this machine's apt already uses (an air-gapped site's own
 mirror), LAB_DEBIAN_MIRROR overrides it, deb.debian.org is the last resort.
@@ -22,11 +22,16 @@ from pathlib import Path
 from .errors import CommandFailed, ImageError
 from .proc import stream
 
-SUITE = "bookworm"
+SUITE = "trixie"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 DEFAULT_SECURITY = "http://deb.debian.org/debian-security"
 APT_SOURCES = Path("/etc/apt")
 DEBIAN_KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
+DEBOOTSTRAP_SCRIPTS = Path("/usr/share/debootstrap/scripts")
+# What a Debian 12 host needs to bootstrap trixie (both are bookworm point-release updates):
+# debootstrap's trixie script without usr-is-merged (Debian bug #1091649), trixie's archive keys.
+DEBOOTSTRAP_FOR_SUITE = "1.0.128+nmu2+deb12u2"
+KEYRING_FOR_SUITE = "2023.3+deb12u2"
 DEBOOTSTRAP_TIMEOUT = 900  # seconds
 IMPORT_TIMEOUT = 300  # seconds
 
@@ -119,7 +124,7 @@ def bootstrap_base_image(tag: str, task, *, workdir: str | None = None, env=None
     """Build ``tag`` from Debian packages with debootstrap and import it into Docker.
 
     Args:
-        tag: image reference to create, e.g. "debian:bookworm-slim".
+        tag: image reference to create, e.g. "debian:trixie-slim".
         task: a ui.Task for progress lines.
         workdir: where to put the temporary root filesystem (default /var/tmp).
 
@@ -131,6 +136,10 @@ def bootstrap_base_image(tag: str, task, *, workdir: str | None = None, env=None
         raise ImageError(f"cannot pull {tag} and debootstrap is not installed to build it: "
                          "`sudo apt-get install debootstrap`, then `lab images` again")
     keyring = find_keyring(env)
+    if not (DEBOOTSTRAP_SCRIPTS / SUITE).exists():
+        raise ImageError(f"cannot pull {tag} and this debootstrap does not know Debian {SUITE} "
+                         f"(no {DEBOOTSTRAP_SCRIPTS / SUITE}): `sudo apt-get install debootstrap` "
+                         f"({DEBOOTSTRAP_FOR_SUITE} or newer), then `lab images` again")
     if os.geteuid() != 0:
         raise ImageError(f"cannot pull {tag}; bootstrapping it needs root (debootstrap creates "
                          "device nodes): run `sudo -E .venv/bin/lab images` once, then carry on as yourself")
@@ -149,6 +158,11 @@ def bootstrap_base_image(tag: str, task, *, workdir: str | None = None, env=None
             stream(debootstrap_argv(SUITE, rootfs, mirror, keyring), on_line,
                    hint=f"mirror {mirror}; set LAB_DEBIAN_MIRROR to another", timeout=DEBOOTSTRAP_TIMEOUT)
         except CommandFailed as exc:
+            if "signed by unknown key" in f"{exc.stdout}\n{exc.stderr}":  # debootstrap's UNKNOWNRELSIG: an old keyring
+                raise ImageError(f"debootstrap refused {SUITE}'s Release from {mirror}: it is signed by keys "
+                                 f"that {keyring} does not hold; `sudo apt-get install debian-archive-keyring` "
+                                 f"({KEYRING_FOR_SUITE} or newer holds Debian 13's keys) or set "
+                                 "LAB_DEBIAN_KEYRING, then `lab images` again") from exc
             last = (exc.stderr or exc.stdout).strip().splitlines()[-1:]
             raise ImageError(f"debootstrap failed: {last[0] if last else exc}"
                              f" (mirror {mirror}; set LAB_DEBIAN_MIRROR to one you can reach)") from exc

@@ -18,7 +18,7 @@ from .bootstrap import bootstrap_base_image
 from .errors import ImageError
 from . import resources
 
-BASE_IMAGE = "debian:bookworm-slim"
+BASE_IMAGE = "debian:trixie-slim"
 IMAGE_PREFIX = "mtls-lab"
 ROLES = {
     "haproxy": resources.path("haproxy"),

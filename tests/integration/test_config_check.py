@@ -29,7 +29,8 @@ def run_in(docker_client, image, command, volumes):
 
 def haproxy_check(docker_client, settings, refs, cfg_dir):
     lay = certs.Layout(settings.certs_dir)
-    return run_in(docker_client, refs["haproxy"], ["haproxy", "-c", "-f", "/etc/haproxy/lab/haproxy.cfg"], {
+    # -V: HAProxy 3.0 says "Configuration file is valid" only in verbose mode (2.6 always did)
+    return run_in(docker_client, refs["haproxy"], ["haproxy", "-c", "-V", "-f", "/etc/haproxy/lab/haproxy.cfg"], {
         str(cfg_dir): {"bind": "/etc/haproxy/lab", "mode": "ro"},
         str(settings.build_dir / "trust"): {"bind": "/etc/lab/trust", "mode": "ro"},
         str(lay.health_dir): {"bind": "/etc/lab/health", "mode": "ro"},

@@ -9,7 +9,7 @@ import sys
 import docker
 import pytest
 
-from lab import docker_env
+from lab import docker_env, images
 from lab.client import Host, request
 from lab.errors import CertsMissing, ComposeMissing
 from lab.settings import Settings
@@ -88,7 +88,7 @@ def test_a_start_that_fails_half_way_leaves_nothing_behind(tmp_path, docker_clie
     networks and other containers; `lab up` must remove what it made and say why."""
     project = f"mtlslab-half-{secrets.token_hex(3)}"
     internet, vpc = docker_env.free_subnets(docker_client, 2)
-    squatter = docker_client.containers.create("debian:bookworm-slim", ["sleep", "60"],
+    squatter = docker_client.containers.create(images.BASE_IMAGE, ["sleep", "60"],
                                                name=f"{project}-web1-1")
     try:
         proc = run_lab("up", env={**ANY_PORT, "LAB_HOME": str(tmp_path), "LAB_PROJECT": project,

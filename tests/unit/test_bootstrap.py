@@ -44,7 +44,7 @@ def test_debootstrap_argv_checks_signatures_with_the_keyring():
     assert argv == ["debootstrap", "--variant=minbase", "--keyring=/k/debian.gpg",
                     "trixie", "/var/tmp/rootfs", "http://m/debian"]
     assert not any(a.startswith("--no-check") for a in argv)
-    assert bootstrap.SUITE == "bookworm"
+    assert bootstrap.SUITE == "trixie"
 
 
 @pytest.mark.parametrize("suite, mirror", [("bookworm", "--no-check-gpg"), ("-x", "http://m/debian")])
@@ -85,14 +85,13 @@ def test_bootstrap_never_runs_debootstrap_without_the_keyring(monkeypatch, tmp_p
     _as_root_with_debootstrap(monkeypatch)
     monkeypatch.setattr(bootstrap, "stream", lambda *a, **k: pytest.fail("debootstrap ran unverified"))
     with pytest.raises(ImageError, match=r"apt-get install debian-archive-keyring"):
-        bootstrap.bootstrap_base_image("debian:bookworm-slim", _Task(), workdir=str(tmp_path),
+        bootstrap.bootstrap_base_image("debian:trixie-slim", _Task(), workdir=str(tmp_path),
                                        env={"LAB_DEBIAN_KEYRING": str(tmp_path / "absent.gpg")})
 
 
 def test_bootstrap_passes_keyring_and_timeout(monkeypatch, tmp_path):
     _as_root_with_debootstrap(monkeypatch)
-    keyring = tmp_path / "debian.gpg"
-    keyring.write_bytes(b"x")
+    keyring = _keyring_and_scripts(monkeypatch, tmp_path)
     calls = []
 
     def fake_stream(argv, on_line, **kwargs):
@@ -102,13 +101,54 @@ def test_bootstrap_passes_keyring_and_timeout(monkeypatch, tmp_path):
     monkeypatch.setattr(bootstrap, "stream", fake_stream)
     monkeypatch.setattr(bootstrap, "APT_SOURCES", tmp_path)
     with pytest.raises(ImageError, match=r"debootstrap failed: timed out after 900 s \(mirror http://m/debian"):
-        bootstrap.bootstrap_base_image("debian:bookworm-slim", _Task(), workdir=str(tmp_path),
+        bootstrap.bootstrap_base_image("debian:trixie-slim", _Task(), workdir=str(tmp_path),
                                        env={"LAB_DEBIAN_KEYRING": str(keyring), "LAB_DEBIAN_MIRROR": "http://m/debian"})
     (argv, kwargs), = calls
     assert f"--keyring={keyring}" in argv and "--no-check-gpg" not in argv
     assert argv[-3] == bootstrap.SUITE and argv[-1] == "http://m/debian"
     assert kwargs["timeout"] == bootstrap.DEBOOTSTRAP_TIMEOUT == 900
     assert not list(tmp_path.glob("lab-rootfs-*"))  # the temporary rootfs is removed
+
+
+def _keyring_and_scripts(monkeypatch, tmp_path, suites=(bootstrap.SUITE,)):
+    keyring = tmp_path / "debian.gpg"
+    keyring.write_bytes(b"x")
+    scripts = tmp_path / "scripts"
+    scripts.mkdir()
+    for suite in suites:
+        (scripts / suite).write_text("")
+    monkeypatch.setattr(bootstrap, "DEBOOTSTRAP_SCRIPTS", scripts)
+    monkeypatch.setattr(bootstrap, "APT_SOURCES", tmp_path)
+    return keyring
+
+
+def test_a_debootstrap_that_does_not_know_the_suite_is_named(monkeypatch, tmp_path):
+    _as_root_with_debootstrap(monkeypatch)
+    keyring = _keyring_and_scripts(monkeypatch, tmp_path, suites=("bookworm",))
+    monkeypatch.setattr(bootstrap, "stream", lambda *a, **k: pytest.fail("debootstrap ran without its script"))
+    with pytest.raises(ImageError, match=r"does not know Debian trixie .*apt-get install debootstrap` "
+                                         r"\(1\.0\.128\+nmu2\+deb12u2 or newer\)"):
+        bootstrap.bootstrap_base_image("debian:trixie-slim", _Task(), workdir=str(tmp_path),
+                                       env={"LAB_DEBIAN_KEYRING": str(keyring)})
+
+
+def test_a_keyring_without_the_suites_keys_names_the_package(monkeypatch, tmp_path):
+    _as_root_with_debootstrap(monkeypatch)
+    keyring = _keyring_and_scripts(monkeypatch, tmp_path)
+    # debootstrap's own words (functions, read_gpg_status) when no signature checks out
+    said = ("I: Retrieving InRelease\nI: Checking Release signature\n"
+            "E: Release signed by unknown key (key id 762F67A0B2C39DE4)\n"
+            "   The specified keyring /k.gpg may be incorrect or out of date.\n"
+            "   You can find the latest Debian release key at https://ftp-master.debian.org/keys.html")
+
+    def fake_stream(argv, on_line, **kwargs):
+        raise CommandFailed(argv, 1, said, "")
+
+    monkeypatch.setattr(bootstrap, "stream", fake_stream)
+    with pytest.raises(ImageError, match=r"signed by keys that .*debian.gpg does not hold; `sudo apt-get install "
+                                         r"debian-archive-keyring` \(2023\.3\+deb12u2 or newer"):
+        bootstrap.bootstrap_base_image("debian:trixie-slim", _Task(), workdir=str(tmp_path),
+                                       env={"LAB_DEBIAN_KEYRING": str(keyring), "LAB_DEBIAN_MIRROR": "http://m/debian"})
 
 
 def test_docker_import_times_out(monkeypatch, tmp_path):
@@ -120,7 +160,7 @@ def test_docker_import_times_out(monkeypatch, tmp_path):
 
     monkeypatch.setattr(bootstrap.subprocess, "run", fake_run)
     with pytest.raises(ImageError, match=r"docker import of .* timed out after 300 s"):
-        bootstrap._import(tmp_path, "debian:bookworm-slim")
+        bootstrap._import(tmp_path, "debian:trixie-slim")
     assert seen["timeout"] == bootstrap.IMPORT_TIMEOUT == 300
 
 
