@@ -90,9 +90,9 @@ def reload(stack, ui=None, dc=None, services=None) -> None:
     Running servers not named in ``services`` keep their configs; stopped ones get the
     new configs for their next start.
 
-    HAProxy reloads seamlessly (master-worker, SIGUSR2; the stick table is
-    meant to be handed over through its local peer (not reliable here: docs/reliability.md),
-    established connections stay with the old worker).
+    HAProxy reloads seamlessly (master-worker, SIGUSR2; HAProxy 3.0 hands the stick table
+    to the new worker through its local peer (docs/reliability.md), established connections
+    stay with the old worker).
     nginx re-reads certificates and the CRL (`nginx -s reload`); its old workers
     finish requests in flight but close idle keep-alive connections.
 
