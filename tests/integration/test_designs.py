@@ -323,7 +323,8 @@ def test_the_health_check_certificate_opens_health_checks_only(clients, source, 
         port = lab.nlb_port if design == "nlb" else lab.stack.design_port(design)
         refused[design] = request(from_host, health, port=port).status
     assert refused == {"nlb": 403, "alb": 400, "alb-mtls-verify": 403,
-                       "alb-mtls-passthrough": 400, "nlb-tls-mtls": 0}, refused
+                       "alb-mtls-passthrough": 400, "nlb-tls-mtls": 0,
+                       "cloudfront-mtls": 403, "cloudfront-mtls-optional": 403}, refused
     # nor through a path that only looks like /healthz ("$" in a regex would match before "\n");
     # http.client sends the path as it is (curl needs --path-as-is)
     for path in ("/healthz%0A", "/healthz%0a", "/healthz/", "/healthz/../whoami?x", "//whoami"):

@@ -18,6 +18,8 @@ REVOKED = {
     "alb-mtls-verify": "alert:certificate revoked",
     "alb-mtls-passthrough": "400:FAILED:certificate revoked",
     "nlb-tls-mtls": "alert:certificate revoked",
+    "cloudfront-mtls": "alert:certificate revoked",
+    "cloudfront-mtls-optional": "alert:certificate revoked",
 }
 
 
