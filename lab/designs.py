@@ -57,7 +57,7 @@ class LoadBalancer:
     waf: bool = False          # a WAF (nginx + ModSecurity) in its network namespace: "<service>-waf"
     verifier: bool = False     # its targets ask the chain verifier
     source_sticky: bool = False  # a stick table by client address (`lab status` shows it)
-    check_backend: str = "web"   # the HAProxy backend whose checks vouch for the targets
+    check_backend: str = "web"   # the HAProxy backend whose checks vouch for the targets ("": it sends none)
 
     @property
     def terminates_tls(self) -> bool:
@@ -170,8 +170,8 @@ LOAD_BALANCERS = {lb.service: lb for lb in (
             "NLB TLS listener with mutual TLS verify (2026): the NLB checks, the client IP is kept",
             verifies="load balancer", forwards="client address by PROXY v2; the identity is not forwarded"),)),
     LoadBalancer(
-        "cloudfront", "haproxy/cloudfront.cfg.j2", 15, 25, "cdn.lab.test", waf=True,
-        check_backend="origin_cloudfront_mtls",
+        # CloudFront sends its origins no health checks (docs/aws-parity.md)
+        "cloudfront", "haproxy/cloudfront.cfg.j2", 15, 25, "cdn.lab.test", waf=True, check_backend="",
         summary="HAProxy in HTTP mode standing in for CloudFront with viewer mutual TLS and AWS WAF, "
                 "the backends as a VPC origin",
         designs=(

@@ -29,8 +29,8 @@ from .errors import LabError, StackError
 PASSED = ("L4OK", "L6OK", "L7OK")
 CHECK_TIMEOUT_S = 1.0  # `timeout check` in haproxy/base.cfg.j2
 # Each load balancer's backend whose checks vouch for the targets (an ALB's other target
-# groups follow its first one's checks: `track`).
-LB_BACKENDS = {lb.service: (lb.check_backend,) for lb in LOAD_BALANCERS.values()}
+# groups follow its first one's checks: `track`); none for one that sends no health checks.
+LB_BACKENDS = {lb.service: (lb.check_backend,) if lb.check_backend else () for lb in LOAD_BALANCERS.values()}
 
 
 def expected(stack) -> list[str]:
@@ -66,6 +66,8 @@ def check(stack, dc, known_ready: set | None = None) -> dict[str, str]:
         try:
             api = stack.runtime_api(lb, timeout=1)
             checks = {backend: api.server_checks(backend) for backend in backends}
+            if not backends:
+                api.command("show info")  # it serves when its runtime API answers
         except StackError as exc:
             reasons[lb] = f"its runtime API does not answer yet ({exc})"
             continue
