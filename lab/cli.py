@@ -17,7 +17,7 @@ from . import __version__
 from . import certs as certs_mod
 from . import docker_env, fault as fault_mod, images as images_mod
 from .cli_context import Context, pass_ctx
-from .designs import DESIGNS, LOAD_BALANCERS, OPTIONAL
+from .designs import BACKENDS, DESIGNS, LOAD_BALANCERS, OPTIONAL
 from .errors import LabError, SettingsError
 from .settings import Settings
 from .stack import Stack
@@ -199,7 +199,7 @@ def scan(obj, as_json):
     stack = Stack(obj.settings)
     python = ensure_sslyze(obj.settings.home / ".venv-sslyze", obj.ui)
     targets = {"nlb": ("127.0.0.1", stack.nlb_port())}
-    targets.update({b: ("127.0.0.1", stack.direct_port(b)) for b in ("web1", "web2")})
+    targets.update({b: ("127.0.0.1", stack.direct_port(b)) for b in BACKENDS})
     with obj.ui.task(f"sslyze against {', '.join(targets)}"):
         findings = run_scan(python, obj.settings.certs_dir, targets)
     if as_json:

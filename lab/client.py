@@ -182,7 +182,8 @@ def parse_curl(out: str, *, source=None, argv=(), error: str = "", rc: int = 0) 
             break
         status, code, seconds, backend, cookie = (meta.strip().split(" ", 4) + [""] * 5)[:5]
         headers = {k: v for k, v in (("x-backend", backend), ("set-cookie", cookie.strip())) if v}
-        answers.append(Answer(int(status or 0), parse_body(body), headers, error=error,
+        # one curl run shares its stderr: it explains only the requests that got no answer
+        answers.append(Answer(int(status or 0), parse_body(body), headers, error=error if not int(status or 0) else "",
                               curl_exit=int(code or rc or 0), seconds=float(seconds or 0),
                               source=source, argv=list(argv)))
         body = following

@@ -14,7 +14,7 @@ import secrets
 from .answer import Answer
 from .client import Container, Listener
 from .containers import ClientContainer
-from .designs import BACKEND_LISTENERS, BACKENDS, DESIGNS
+from .designs import BACKEND_LISTENERS, BACKENDS, DESIGNS, LOAD_BALANCERS
 from .errors import NotReached
 from .stack import Stack
 
@@ -97,7 +97,7 @@ def probe_design(stack: Stack, client: Listener) -> dict:
     # Stickiness: the same address five times without cookies, then with the cookie returned.
     # Only answers a backend gave count: a refused request says nothing about balancing.
     def backends(answers) -> list:
-        return [a.backend for a in answers if a.status and a.backend in ("web1", "web2")]
+        return [a.backend for a in answers if a.status and a.backend in BACKENDS]
 
     same_ip = backends(client.get("bob", src) for _ in range(5))
     cookie = alice.set_cookie.split(";")[0] if alice.set_cookie else ""
@@ -109,6 +109,8 @@ def probe_design(stack: Stack, client: Listener) -> dict:
             sticky = f"cookie {cookie.split('=')[0]}" if len(pinned) == 1 else "cookie set but not honoured"
     elif len(same_ip) < 5:
         sticky = f"unknown: {5 - len(same_ip)} of 5 requests were not served by a backend"
+    elif len(set(same_ip)) == 1 and not LOAD_BALANCERS[DESIGNS[client.design].service].source_sticky:
+        sticky = f"none (only {same_ip[0]} served)"
     elif len(set(same_ip)) == 1:
         api = stack.runtime_api(DESIGNS[client.design].service)
         # new addresses spread only over the servers in service: a backend just back from a

@@ -59,6 +59,15 @@ class LoadBalancer:
     source_sticky: bool = False  # a stick table by client address (`lab status` shows it)
     check_backend: str = "web"   # the HAProxy backend whose checks vouch for the targets ("": it sends none)
 
+    def __post_init__(self):
+        # each design knows its load balancer: one Design object per design, here and in DESIGNS
+        object.__setattr__(self, "designs", tuple(replace(d, service=self.service) for d in self.designs))
+
+    @property
+    def waf_service(self) -> str:
+        """Its WAF's compose service ("" without one)."""
+        return f"{self.service}-waf" if self.waf else ""
+
     @property
     def terminates_tls(self) -> bool:
         return any(d.terminates_tls for d in self.designs)
@@ -66,7 +75,7 @@ class LoadBalancer:
     @property
     def companions(self) -> tuple:
         """The services it runs besides itself."""
-        return ((f"{self.service}-waf",) if self.waf else ()) + (("verifier",) if self.verifier else ())
+        return ((self.waf_service,) if self.waf else ()) + (("verifier",) if self.verifier else ())
 
     @property
     def services(self) -> tuple:
@@ -188,7 +197,7 @@ LOAD_BALANCERS = {lb.service: lb for lb in (
         )),
 )}
 
-DESIGNS = {d.name: replace(d, service=lb.service) for lb in LOAD_BALANCERS.values() for d in lb.designs}
+DESIGNS = {d.name: d for lb in LOAD_BALANCERS.values() for d in lb.designs}
 # Every backend listener, by name (each design's target, and the diagnostic one).
 BACKEND_LISTENERS = {l.name: l for l in (TLS_LISTENER, DIRECT_LISTENER, *(d.target for d in DESIGNS.values()))}
 # The designs a user can add to the always-on ones.
@@ -217,9 +226,12 @@ def parse(raw: str) -> tuple[str, ...]:
         SettingsError: naming an unknown design and the known ones.
     """
     names = [n.strip() for n in raw.replace(" ", ",").split(",") if n.strip()]
-    if names == ["all"]:
+    if "all" in names:
         return OPTIONAL
     for name in names:
+        if name in LOAD_BALANCERS and name not in DESIGNS:
+            raise SettingsError(f"LAB_DESIGNS: {name!r} is a load balancer: choose its designs, "
+                                f"{', '.join(d.name for d in LOAD_BALANCERS[name].designs)}")
         if name not in DESIGNS:
             raise SettingsError(f"LAB_DESIGNS: unknown design {name!r}: choose from {', '.join(DESIGNS)} or all")
     return tuple(n for n in OPTIONAL if n in names)

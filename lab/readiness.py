@@ -138,7 +138,7 @@ def _through(stack, lb, reasons: dict) -> dict:
     host = Host(stack.settings.certs_dir)
     first = lb.designs[0].name
     if lb.waf:
-        waf = f"{lb.service}-waf"
+        waf = lb.waf_service
         try:
             answer = request(host, "alice", port=stack.design_port(first), path="/healthz", timeout=2)
             if not answer.status:

@@ -161,7 +161,7 @@ def haproxy_cfg(settings: Settings, service: str = "nlb", env: jinja2.Environmen
 
 def waf_services() -> dict:
     """WAF service -> the load balancer whose network namespace it shares."""
-    return {f"{lb.service}-waf": lb.service for lb in LOAD_BALANCERS.values() if lb.waf}
+    return {lb.waf_service: lb.service for lb in LOAD_BALANCERS.values() if lb.waf}
 
 
 def nginx_conf(settings: Settings, name: str, env: jinja2.Environment | None = None,
@@ -267,7 +267,7 @@ def compose_yaml(settings: Settings, images: dict, config_hash: str, env: jinja2
             "ports": [{"host": host_port(d.port_setting), "container": d.container_port} for d in lb.designs],
             "terminates_tls": lb.terminates_tls,
             "health_cert": any(not d.terminates_tls for d in lb.designs),
-            "waf": lb.waf, "verifier": lb.verifier,
+            "waf": lb.waf_service, "verifier": lb.verifier,
         })
     return env.get_template(COMPOSE_TEMPLATE).render(
         banner=BANNER.format(template=COMPOSE_TEMPLATE),
@@ -300,7 +300,7 @@ def render(settings: Settings, images: dict, staged: bool = False, owner: tuple 
     Args:
         settings: the lab instance.
         images: role ("haproxy", "nginx", "client", "verifier") -> image reference (a
-            missing role gets its `latest` tag).
+            missing role is named ``unbuilt/<role>``: enough for compose to find the services).
         staged: write the service configs as ``<file>.new`` and leave the env file alone
             until ``Rendered.commit()``; the trust material is written in place, and
             ``Rendered.discard()`` puts the old back.

@@ -15,10 +15,12 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import certs, designs, docker_env, images, readiness, render
+import docker.errors
+
+from . import certs, designs, docker_env, images, pemfile, readiness, render
 from . import reload as reload_mod
 from .designs import DESIGN_SERVICES, DESIGNS, DIRECT_LISTENER, SERVICES
-from .errors import CommandFailed, StackError
+from .errors import CommandFailed, LabError, StackError
 from .proc import run, stream
 from .runtime_api import RuntimeAPI
 from .settings import Settings
@@ -107,6 +109,19 @@ class Stack:
     def __init__(self, settings: Settings):
         self.compose = Compose(settings.project, settings.build_dir / "compose.env", settings.build_dir / "compose.yaml")
         self.settings = self._recorded(settings)
+        if self.compose.env_file.exists() and not self.compose.compose_file.exists():
+            self._write_topology()  # rendered by a lab before 0.3.0, which kept no compose file
+
+    def _write_topology(self) -> None:
+        """The compose file for these settings, with the images this checkout builds (the
+        configs stay as rendered: `lab up` or `lab reload` renders them)."""
+        try:
+            refs = images.image_refs(docker_env.client())
+        except (LabError, docker.errors.DockerException):
+            refs = {}  # no engine: compose can still parse the file
+        recorded = read_env_file(self.compose.env_file)
+        text = render.compose_yaml(self.settings, refs, recorded.get("LAB_CONFIG_HASH", "none"))
+        pemfile.write_file(self.compose.compose_file, text.encode())
 
     def _recorded(self, settings: Settings) -> Settings:
         """Default subnets as the last `up` settled them (recorded in the env file)."""
@@ -199,8 +214,12 @@ class Stack:
     def down(self, ui=None) -> None:
         """Stop and remove the project's containers, networks and volumes."""
         if not (self.compose.env_file.exists() and self.compose.compose_file.exists()):
-            # Never rendered here: compose still needs the variables to parse the file.
-            render.render(self.settings, {})
+            # Never rendered here: compose still needs a file to find the project's services.
+            try:
+                refs = images.image_refs(docker_env.client())
+            except (LabError, docker.errors.DockerException):
+                refs = {}
+            render.render(self.settings, refs)
         every_profile = [arg for name in DESIGNS for arg in ("--profile", name)]
         self.compose.run(*every_profile, "down", "--volumes", "--remove-orphans", "--timeout", "2")
         if ui:

@@ -3,7 +3,7 @@
 
 import pytest
 
-from lab import certs, images, render
+from lab import certs, designs, images, render
 from lab.settings import Settings
 from lab.ui import UI
 
@@ -47,7 +47,7 @@ def nginx_check(docker_client, settings, refs, cfg_dir):
     })
 
 
-@pytest.mark.parametrize("lb", ["nlb", "nlb-tls", "alb"])
+@pytest.mark.parametrize("lb", list(designs.LOAD_BALANCERS))
 def test_haproxy_cfg_passes_haproxy_c(docker_client, rendered, lb):
     settings, refs = rendered
     rc, out = haproxy_check(docker_client, settings, refs, settings.build_dir / "haproxy" / lb)
@@ -55,7 +55,7 @@ def test_haproxy_cfg_passes_haproxy_c(docker_client, rendered, lb):
     assert "Configuration file is valid" in out
 
 
-@pytest.mark.parametrize("name", ["web1", "web2", "sorry", "alb-waf", "web1-with-waf"])
+@pytest.mark.parametrize("name", [*designs.BACKENDS, "sorry", *render.waf_services(), "web1-with-waf"])
 def test_nginx_conf_passes_nginx_t(docker_client, rendered, name, tmp_path):
     settings, refs = rendered
     folder = settings.build_dir / "nginx" / name
