@@ -142,3 +142,23 @@ def read(build_dir: Path, design: str | None = None) -> list[dict]:
             if record and (port is None or record["listener_port"] == port):
                 records.append({"service": service, **record, "line": line})
     return sorted(records, key=lambda r: r["timestamp"])
+
+
+def show(build_dir: Path, design: str | None = None, echo=print) -> int:
+    """Print the connection logs (one design's, if given): AWS's lines, oldest first.
+
+    Returns:
+        How many lines were printed.
+
+    Raises:
+        LabError: for a design that keeps no connection log, naming those that do.
+    """
+    from .errors import LabError
+
+    keeping = [name for name, d in DESIGNS.items() if d.connection_log]
+    if design is not None and design not in keeping:
+        raise LabError(f"{design!r} keeps no connection log: choose one of {', '.join(keeping)}")
+    records = read(build_dir, design)
+    for record in records:
+        echo(record["line"])
+    return len(records)
