@@ -164,9 +164,13 @@ def images(obj, rebuild, no_pull):
 @click.argument("services", nargs=-1)
 @click.option("-f", "--follow", is_flag=True, help="Keep streaming.")
 @click.option("--tail", default="100", show_default=True, help="Lines per service ('all' for all).")
+@click.option("--connection", is_flag=True, help="AWS-style connection logs (SERVICES: at most one design).")
 @pass_ctx
-def logs(obj, services, follow, tail):
+def logs(obj, services, follow, tail, connection):
     """Show the services' logs (nginx and HAProxy log one JSON line per request)."""
+    if connection:
+        from .connlog import show
+        return show(obj.settings.build_dir, *services[:1], echo=click.echo)
     docker_env.client()
     docker_env.ensure_compose()
     stack = Stack(obj.settings)
@@ -360,6 +364,9 @@ def setup(obj):
     obj.ui.ok("Docker engine answers")
     version = docker_env.ensure_compose()
     obj.ui.ok(f"docker compose {version}")
+
+
+cli.add_command(__import__("lab.cli_explain", fromlist=["explain"]).explain)  # `lab explain`, own module
 
 
 def main(argv=None) -> None:

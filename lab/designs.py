@@ -41,6 +41,11 @@ class Design:
         """Where TLS ends: at the load balancer, or on the backends."""
         return self.mode != "passthrough"
 
+    @property
+    def connection_log(self) -> bool:
+        """It writes AWS-style connection logs: the load balancer ends mutual TLS (lab/connlog.py)."""
+        return self.mode in ("verify", "chain")
+
 
 @dataclass(frozen=True)
 class LoadBalancer:
@@ -71,6 +76,10 @@ class LoadBalancer:
     @property
     def terminates_tls(self) -> bool:
         return any(d.terminates_tls for d in self.designs)
+
+    @property
+    def connection_log(self) -> bool:
+        return any(d.connection_log for d in self.designs)
 
     @property
     def companions(self) -> tuple:

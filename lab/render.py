@@ -6,6 +6,7 @@ Output goes to build/<project>/ (git-ignored), which compose mounts read-only:
     nginx/<name>/nginx.conf    from nginx/backend.conf.j2, sorry.conf.j2 or waf.conf.j2
     trust/ca.pem, crl.pem      the public trust material (a folder mount: reloads see it)
     run/<lb>/                  the load balancers' control sockets (runtime API, stats page)
+    logs/<lb>/connection.log   AWS-style connection logs, appended by HAProxy (lab/connlog.py)
     compose.yaml               the topology, from compose/compose.yaml.j2 and lab/designs.py
     compose.env                the project, its profiles and what `lab` reads back
 
@@ -25,7 +26,7 @@ import jinja2
 
 from .certs import HEALTH_CN, SERVER_NAME, Layout
 from .pemfile import write_file
-from . import designs, resources
+from . import connlog, designs, resources
 from .designs import BACKEND_LISTENERS, LOAD_BALANCERS, RENDER_PORT
 from .settings import BACKENDS, Settings
 
@@ -156,6 +157,7 @@ def haproxy_cfg(settings: Settings, service: str = "nlb", env: jinja2.Environmen
         # an ALB health check may use its own port: the listener that asks for no certificate
         check_port=BACKEND_LISTENERS["alb-headers"].port,
         stick_expire=settings.stick_expire,
+        connlog=connlog.formats(service, settings.project) if lb.connection_log else None,
     )
 
 
@@ -268,6 +270,7 @@ def compose_yaml(settings: Settings, images: dict, config_hash: str, env: jinja2
             "terminates_tls": lb.terminates_tls,
             "health_cert": any(not d.terminates_tls for d in lb.designs),
             "waf": lb.waf_service, "verifier": lb.verifier,
+            "connection_log": lb.connection_log,
         })
     return env.get_template(COMPOSE_TEMPLATE).render(
         banner=BANNER.format(template=COMPOSE_TEMPLATE),
@@ -289,6 +292,7 @@ def compose_yaml(settings: Settings, images: dict, config_hash: str, env: jinja2
         client_ip=settings.client_ip,
         client_extra_ips=" ".join(settings.client_extra_ips),
         health_cn=HEALTH_CN,
+        connlog_dir=connlog.LOG_DIR, connlog_file=connlog.LOG_FILE, connlog_fd=connlog.LOG_FD,
         internet_subnet=str(settings.internet_subnet),
         vpc_subnet=str(settings.vpc_subnet),
     )
@@ -316,6 +320,8 @@ def render(settings: Settings, images: dict, staged: bool = False, owner: tuple 
     configs: dict = {}  # service -> {path: bytes}
     for lb in LOAD_BALANCERS:
         configs[lb] = {build / "haproxy" / lb / "haproxy.cfg": haproxy_cfg(settings, lb, env, gen, owner).encode()}
+        if LOAD_BALANCERS[lb].connection_log:
+            configs[lb][build / "haproxy" / lb / connlog.MAP_FILE] = connlog.verify_map().encode()
     for name in BACKENDS + ("sorry", *waf_services()):
         configs[name] = {build / "nginx" / name / "nginx.conf": nginx_conf(settings, name, env, gen).encode(),
                          build / "nginx" / name / "modsecurity.conf": modsecurity_conf(env).encode()}
@@ -329,6 +335,10 @@ def render(settings: Settings, images: dict, staged: bool = False, owner: tuple 
         run_dir = build / "run" / lb
         run_dir.mkdir(parents=True, exist_ok=True)
         run_dir.chmod(0o700)
+    for lb in connlog.services():  # made here, so the file belongs to the user running `lab`
+        log = connlog.path(build, lb)
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.touch(exist_ok=True)
     every = {path: data for files in configs.values() for path, data in files.items()}
     digest = hashlib.sha256()
     for path, data in sorted({**every, **trust}.items()):
