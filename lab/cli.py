@@ -352,6 +352,12 @@ def fault_measure(obj, kind, target, clients, rate, outage, as_json):
     fault_mod.print_report(report)
 
 
+from .cli_deregister import fault_deregister, fault_status  # noqa: E402 (after the group)
+
+fault.add_command(fault_deregister)
+fault.add_command(fault_status)
+
+
 @cli.command()
 @pass_ctx
 def setup(obj):
