@@ -3,7 +3,7 @@
 A long-lived connection from the host, held open through the NLB to web1 with keep-alive
 requests, shows what happens to established connections; new connections show that a
 deregistered target gets none at all, not even from a client the stick table pins to it
-(HAProxy's `drain` would still send those: test_faults.py shows it). The delay is 3 s, set
+(HAProxy's `drain` would still send those: test_faults.py shows it). The delay is 5 s, set
 through the CLI's settings; every wait below derives from it or from the health checks.
 """
 
@@ -19,7 +19,9 @@ from lab.client import Container, Host, request
 from lab.containers import ClientContainer
 from lab.credentials import Credentials
 
-DELAY_S = 3.0
+# Long enough for two `lab` commands (about 0.6 s each on the shared machine) to run before
+# the deadline: the tests read the state and restore within the delay.
+DELAY_S = 5.0
 # The helper wakes at the deadline, then takes a lock and sends two runtime-API commands:
 # "shortly after" is well within this on the shared 2-core machine.
 CLOSE_BOUND_S = 2.0
