@@ -258,10 +258,14 @@ def _wait_out(path: Path) -> int:
         if current is None or current.token != record.token:
             return 0  # re-registered (and maybe deregistered again: that one has its own helper)
         api = RuntimeAPI(Path(record.socket))
-        if not _same_worker(current.worker, worker(api)):
-            print(f"{record.backend}: HAProxy was reloaded or restarted during the delay; nothing to do")
-            return 0
-        _finish(api, current)
+        try:
+            if not _same_worker(current.worker, worker(api)):
+                print(f"{record.backend}: HAProxy was reloaded or restarted during the delay; nothing to do")
+                return 0
+            _finish(api, current)
+        except StackError as exc:  # `lab down` during the delay, say
+            print(f"{record.backend}: could not end the delay: {exc}")
+            return 1
         _save(path, current)
     print(f"{record.backend}: unused after {record.deadline - record.started:g} s"
           + (f", {current.closed} connection(s) closed" if record.terminate else ""))
