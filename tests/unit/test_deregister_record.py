@@ -30,3 +30,19 @@ def test_a_record_without_its_nlb_says_so_and_keeps_the_time_left(tmp_path):
 def test_time_left_never_goes_below_zero():
     r = deregister.Record("web2", "/nowhere", "t", 0.0, 10.0, True, {"pid": 1, "started": 0})
     assert r.seconds_left(now=4.0) == 6.0 and r.seconds_left(now=99.0) == 0.0
+
+
+def test_the_helper_says_why_it_could_not_end_the_delay(tmp_path, capsys):
+    stack = stack_in(tmp_path)
+    record = deregister.Record("web1", str(stack.control_socket()), "t1", time.time() - 1, time.time(), True,
+                               {"pid": 9, "started": 0})
+    deregister.folder(stack).mkdir(parents=True)
+    path = deregister.folder(stack) / "web1.json"
+    deregister._save(path, record)
+    assert deregister._wait_out(path) == 1
+    assert capsys.readouterr().out.startswith("web1: could not end the delay: no runtime API at ")
+    assert deregister.load(path).phase == "draining"  # nothing pretends it ended
+
+
+def test_the_helper_of_a_restored_target_does_nothing(tmp_path):
+    assert deregister._wait_out(tmp_path / "web1.json") == 0  # its record is gone: restored
