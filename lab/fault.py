@@ -9,6 +9,7 @@ Faults, each with its undo:
     drain       HAProxy: no new clients, pinned ones stay -> ready
     maint       HAProxy: no traffic at all               -> ready
     reload      HAProxy master-worker reload (SIGUSR2)   -> (nothing to undo)
+    deregister  NLB deregistration delay (lab/deregister.py) -> registered again at once
 
 `measure` runs steady load from several client addresses while injecting and undoing
 the fault, and reports failed requests, detection/recovery times read from HAProxy's
@@ -21,13 +22,13 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from . import containers, load
+from . import containers, deregister, load
 from .client import Container, Host, request
 from .errors import StackError
 from .settings import BACKENDS
 from .stack import Stack
 
-KINDS = ("stop", "kill", "pause", "disconnect", "drain", "maint", "reload")
+KINDS = ("stop", "kill", "pause", "disconnect", "drain", "maint", "reload", "deregister")
 TARGETS = BACKENDS + ("all",)
 
 
@@ -76,6 +77,9 @@ class Faults:
         elif kind in ("drain", "maint"):
             for name in names:
                 self._api_ok(f"set server web/{name} state {kind}")
+        elif kind == "deregister":
+            s = self.stack.settings
+            deregister.start(self.stack, names, s.deregistration_delay, s.deregistration_termination)
         else:
             raise ValueError(f"unknown fault {kind!r}: choose one of {', '.join(KINDS)}")
 
@@ -96,6 +100,8 @@ class Faults:
         elif kind in ("drain", "maint"):
             for name in names:
                 self._api_ok(f"set server web/{name} state ready")
+        elif kind == "deregister":
+            deregister.restore(self.stack, names)
         else:
             raise ValueError(f"unknown fault {kind!r}: choose one of {', '.join(KINDS)}")
 

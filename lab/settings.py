@@ -33,6 +33,10 @@ DEFAULTS = {
     "LAB_CHECK_FALL": "2",
     "LAB_CHECK_RISE": "2",
     "LAB_WAIT_TIMEOUT": "120",
+    # an NLB target group's deregistration_delay.timeout_seconds and
+    # deregistration_delay.connection_termination.enabled, AWS's defaults (research/nlb.md §4)
+    "LAB_DEREGISTRATION_DELAY": "300s",
+    "LAB_DEREGISTRATION_CONNECTION_TERMINATION": "off",
 }
 
 BACKENDS = tuple(designs_mod.BACKENDS)
@@ -105,6 +109,18 @@ def _time(var: str, raw: str) -> str:
     return raw
 
 
+DEREGISTRATION_DELAY_MAX_S = 3600  # AWS's range is 0-3600 seconds
+
+
+def _delay(var: str, raw: str) -> float:
+    """Seconds in a HAProxy time from 0 to AWS's 3600 s ("0" or "0s": at once)."""
+    ms = 0 if raw in ("0", "0s") else _time_ms(raw)
+    if ms is None or ms > DEREGISTRATION_DELAY_MAX_S * 1000:
+        raise SettingsError(f"{var}={raw!r}: use a time from 0s to {DEREGISTRATION_DELAY_MAX_S}s "
+                            "(AWS's range), e.g. 300s, 5m or 3s")
+    return ms / 1000
+
+
 _PATH_BAD_CHARS = (":", "'", '"', "$", "\n")
 
 
@@ -172,6 +188,9 @@ class Settings:
     check_fall: int = int(DEFAULTS["LAB_CHECK_FALL"])
     check_rise: int = int(DEFAULTS["LAB_CHECK_RISE"])
     wait_timeout: int = int(DEFAULTS["LAB_WAIT_TIMEOUT"])
+    deregistration_delay: float = _delay("LAB_DEREGISTRATION_DELAY", DEFAULTS["LAB_DEREGISTRATION_DELAY"])
+    deregistration_termination: bool = _flag("LAB_DEREGISTRATION_CONNECTION_TERMINATION",
+                                             DEFAULTS["LAB_DEREGISTRATION_CONNECTION_TERMINATION"])
     key_type: str | None = None
     # True when the subnet is the default, not the user's choice: `lab up` may then move
     # it if it would capture an address this machine needs (see lab/netcheck.py).
@@ -227,6 +246,9 @@ class Settings:
             check_fall=_int("LAB_CHECK_FALL", get("LAB_CHECK_FALL"), 1, 10),
             check_rise=_int("LAB_CHECK_RISE", get("LAB_CHECK_RISE"), 1, 10),
             wait_timeout=_int("LAB_WAIT_TIMEOUT", get("LAB_WAIT_TIMEOUT"), 10, 3600),
+            deregistration_delay=_delay("LAB_DEREGISTRATION_DELAY", get("LAB_DEREGISTRATION_DELAY")),
+            deregistration_termination=_flag("LAB_DEREGISTRATION_CONNECTION_TERMINATION",
+                                             get("LAB_DEREGISTRATION_CONNECTION_TERMINATION")),
             key_type=env.get("LAB_KEY_TYPE") or None,
             internet_auto="LAB_INTERNET_SUBNET" not in env,
             vpc_auto="LAB_VPC_SUBNET" not in env,

@@ -8,7 +8,7 @@ import datetime as dt
 from rich.console import Console
 from rich.table import Table
 
-from . import certs, crls, pemfile, pki
+from . import certs, crls, deregister, pemfile, pki
 from .designs import DESIGNS, LOAD_BALANCERS
 from .errors import StackError
 from .stack import Stack
@@ -74,6 +74,7 @@ def collect(stack: Stack, dc=None) -> dict:
                      "client_addresses": f"{s.client_ip}, {s.client_extra_ips[0]}-{s.client_extra_ips[-1]}"},
         "certificates": cert_rows,
         "stick_tables": stick_tables(stack, running),
+        "deregistrations": deregister.report(stack) if deregister.LB in running else [],
         "warnings": warnings,
     }
 
@@ -108,3 +109,5 @@ def print_report(report: dict, console: Console | None = None) -> None:
         for ip, server in sorted(entries.items()):
             sticks.add_row(ip, server)
         console.print(sticks if entries else f"{lb} stick table: empty")
+    if report.get("deregistrations"):
+        deregister.print_rows(report["deregistrations"], console)
