@@ -181,6 +181,7 @@ def haproxy_cfg(settings: Settings, service: str = "nlb", env: jinja2.Environmen
         # an ALB health check may use its own port: the listener that asks for no certificate
         check_port=BACKEND_LISTENERS["alb-headers"].port,
         stick_expire=settings.stick_expire,
+        stickiness=settings.nlb_stickiness,
         stick_reset=stick_reset(settings, service),
     )
 

@@ -30,6 +30,7 @@ def test_nlb_stickiness_aws_resets_the_table_on_target_events_haproxy_keeps_it(t
     assert "lua-load /etc/haproxy/lab/stick-reset.lua" in aws
     assert "stats socket /var/lib/haproxy/stick-reset.sock mode 600 user haproxy group haproxy level operator" in aws
     assert "chroot /var/lib/haproxy" in aws and "stick on src" in aws
+    assert "setenv LAB_NLB_STICKINESS aws" in aws  # the demo reads the running mode back
     lua = render.stick_reset_lua(settings(tmp_path), "nlb")
     assert 'core.event_sub({"SERVER_STATE", "SERVER_ADMIN", "SERVER_ADD", "SERVER_DEL"}' in lua
     assert 'local TABLE, BACKEND, SOCKET = "web", "web", "/stick-reset.sock"' in lua
@@ -37,6 +38,7 @@ def test_nlb_stickiness_aws_resets_the_table_on_target_events_haproxy_keeps_it(t
     # haproxy: today's config, pins kept until they expire
     kept = render.haproxy_cfg(settings(tmp_path, LAB_NLB_STICKINESS="haproxy"), "nlb")
     assert "stick on src" in kept and "lua-load" not in kept and "stick-reset.sock" not in kept
+    assert "setenv LAB_NLB_STICKINESS haproxy" in kept
     assert render.stick_reset(settings(tmp_path, LAB_NLB_STICKINESS="haproxy"), "nlb") is None
     # only the source-sticky load balancer has one
     assert render.stick_reset(settings(tmp_path), "nlb-tls") is None and render.stick_reset(settings(tmp_path), "alb") is None
