@@ -313,3 +313,16 @@ def test_readiness_names_what_does_not_serve_and_why(faults, lab, docker_client)
         faults.restore("stop", "web1")
     readiness.wait(stack, docker_client, timeout=30)
     assert set(readiness.check(stack, docker_client).values()) == {""}
+
+
+@pytest.mark.parametrize("mode, seen", [
+    ("aws", "web1's return emptied the table"),
+    ("haproxy", "HAProxy kept every user on web2 after web1 came back")])
+def test_the_nat_stickiness_demo_shows_the_running_mode(lab, docker_client, lab_cli, mode, seen):
+    """The demo reads the mode from the running NLB, not from its caller's settings."""
+    other = "haproxy" if mode == "aws" else "aws"
+    with stickiness(lab, docker_client, mode):
+        proc = lab_cli("demo", "nat-stickiness", env={"LAB_NLB_STICKINESS": other})
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr
+    assert f"(LAB_NLB_STICKINESS={mode})" in proc.stdout and seen in proc.stdout
+    assert "claim observed" in proc.stdout and "NOT seen" not in proc.stdout
