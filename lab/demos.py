@@ -10,6 +10,7 @@ from __future__ import annotations
 import collections
 import json
 import shlex
+import time
 from dataclasses import dataclass, field
 
 from rich.console import Console
@@ -149,6 +150,42 @@ def nat_stickiness(show: Show):
     table = show.stack.runtime_api().stick_table()
     show.evidence("\n".join(f"{ip} -> {srv}" for ip, srv in table.items() if ip in spread or ip == nat))
     show.check(table.get(nat) == replies[0].backend, "the NAT address is one entry, pinned to that backend")
+    _pins_after_a_health_change(show, via, users)
+
+
+def _pins_after_a_health_change(show: Show, via, users) -> None:
+    """What a target's health change does to the pins, in the mode LAB_NLB_STICKINESS chose."""
+    faults = fault.Faults(show.stack, show.dc)
+    # the running load balancer's mode (haproxy/nlb.cfg.j2), whatever this shell's LAB_* say
+    mode = faults.api.command("show env LAB_NLB_STICKINESS").strip().partition("=")[2]
+    show.say(f"4. a target's health changes: web1 stops, then comes back (LAB_NLB_STICKINESS={mode})")
+    show.command(["lab", "fault", "inject", "stop", "web1"], where="host")
+    faults.inject("stop", "web1")
+    try:
+        wait_for(lambda: faults.api.server_states().get("web1") == "DOWN", 15, what="web1 DOWN")
+        time.sleep(0.5)  # the reset follows the server event
+        moved = {ip: request(via, "bob", source=ip).backend for ip in users}
+    finally:
+        show.command(["lab", "fault", "restore", "stop", "web1"], where="host")
+        faults.restore("stop", "web1")
+    faults.api.wait_up(("web1",), timeout=30)
+    time.sleep(0.5)
+    show.command(["lab", "api", "show", "table", "web"], where="host")
+    table = faults.api.stick_table()
+    kept = {ip: table.get(ip) for ip in users}
+    show.evidence("\n".join(f"{ip} -> {srv or '(no entry)'}" for ip, srv in kept.items()))
+    show.check(set(moved.values()) == {"web2"}, "while web1 was down its users went to web2")
+    if mode == "aws":
+        show.check(not any(kept.values()), "web1's return emptied the table: an AWS NLB 'might reset the "
+                   "sticky sessions' when a target's health changes, and the lab does")
+        after = {ip: request(via, "bob", source=ip).backend for ip in users}
+        show.evidence(", ".join(f"{ip} -> {b}" for ip, b in after.items()))
+        show.check(set(after.values()) == {"web1", "web2"}, "so the users are balanced afresh over both")
+        show.note("LAB_NLB_STICKINESS=haproxy keeps them where they were re-pinned instead.")
+    else:
+        show.check(kept == {ip: "web2" for ip in users},
+                   "HAProxy kept every user on web2 after web1 came back (until the entry expires)")
+        show.note("LAB_NLB_STICKINESS=aws (the default) resets the table instead, as an AWS NLB might.")
 
 
 @demo("client-ip", "C3: the NLB keeps the client's address; an ALB replaces it with its own (X-Forwarded-For)")

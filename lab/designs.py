@@ -180,8 +180,9 @@ LOAD_BALANCERS = {lb.service: lb for lb in (
                    verifies="backend (the chain verifier)", forwards="X-Amzn-Mtls-Clientcert, X-Forwarded-For"),
         )),
     LoadBalancer(
-        "nlb-tls", "haproxy/nlb.cfg.j2", 12, 22, "nlb-tls.lab.test", source_sticky=True,
-        summary="HAProxy terminating TLS with client verification, source-IP stickiness, PROXY v2 to the targets",
+        "nlb-tls", "haproxy/nlb.cfg.j2", 12, 22, "nlb-tls.lab.test", source_sticky=False,
+        summary="HAProxy terminating TLS with client verification, round robin (AWS has no stickiness on "
+                "TLS listeners), PROXY v2 to the targets",
         designs=(Design(
             "nlb-tls-mtls", "LAB_NLB_TLS_PORT", 8453, 443, "verify",
             BackendListener("nlb-tls", 8446, "verified by the load balancer; not forwarded", "load balancer"),

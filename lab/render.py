@@ -58,8 +58,8 @@ class Rendered:
     """Where the rendered files are and the variables compose needs.
 
     ``staged`` maps each service to its configs written as ``<file>.new``, which `commit`
-    puts in place; ``previous_trust`` holds the trust files as they were, which `discard`
-    puts back.
+    puts in place; ``previous_trust`` holds the files written in place (trust material, the
+    stick-reset Lua) as they were, which `discard` puts back.
     """
 
     build_dir: Path
@@ -137,6 +137,31 @@ def listeners(service: str) -> list[dict]:
             for i, d in enumerate(LOAD_BALANCERS[service].designs)]
 
 
+# LAB_NLB_STICKINESS=aws: the Lua that empties the stick table on a target's change, beside
+# haproxy.cfg, and the runtime API socket it clears it through (a path inside the chroot).
+STICK_RESET_TEMPLATE = "haproxy/stick-reset.lua.j2"
+STICK_RESET_LUA = "stick-reset.lua"
+STICK_RESET_SOCKET = "stick-reset.sock"
+HAPROXY_CHROOT = "/var/lib/haproxy"  # base.cfg.j2's chroot
+
+
+def stick_reset(settings: Settings, service: str) -> dict | None:
+    """Where a load balancer's stick-table reset lives, or None when it keeps its pins (a
+    load balancer without stickiness, or LAB_NLB_STICKINESS=haproxy)."""
+    if not LOAD_BALANCERS[service].source_sticky or settings.nlb_stickiness != "aws":
+        return None
+    return {"lua": f"/etc/haproxy/lab/{STICK_RESET_LUA}", "socket": f"{HAPROXY_CHROOT}/{STICK_RESET_SOCKET}",
+            "jailed_socket": f"/{STICK_RESET_SOCKET}"}
+
+
+def stick_reset_lua(settings: Settings, service: str = "nlb", env: jinja2.Environment | None = None) -> str:
+    """The Lua handler that resets ``service``'s stick table (see ``stick_reset``)."""
+    env = env or environment()
+    return env.get_template(STICK_RESET_TEMPLATE).render(
+        banner=BANNER.format(template=STICK_RESET_TEMPLATE), table="web", backend="web",
+        socket=stick_reset(settings, service)["jailed_socket"], not_targets=["sorry"])
+
+
 def haproxy_cfg(settings: Settings, service: str = "nlb", env: jinja2.Environment | None = None,
                 generation: str = "", owner: tuple | None = None) -> str:
     """haproxy.cfg of a load balancer service (lab/designs.py LOAD_BALANCERS).
@@ -158,6 +183,8 @@ def haproxy_cfg(settings: Settings, service: str = "nlb", env: jinja2.Environmen
         check_port=BACKEND_LISTENERS["alb-headers"].port,
         stick_expire=settings.stick_expire,
         connlog=connlog.formats(service, settings.project) if lb.connection_log else None,
+        stickiness=settings.nlb_stickiness,
+        stick_reset=stick_reset(settings, service),
     )
 
 
@@ -330,6 +357,9 @@ def render(settings: Settings, images: dict, staged: bool = False, owner: tuple 
     lay = Layout(Path(settings.certs_dir))
     trust = {build / "trust" / dst: src.read_bytes()
              for src, dst in ((lay.ca_cert, "ca.pem"), (lay.crl, "crl.pem")) if src.exists()}
+    # So is the stick-reset Lua: the staged haproxy.cfg that `haproxy -c` checks loads it by name.
+    trust.update({build / "haproxy" / lb / STICK_RESET_LUA: stick_reset_lua(settings, lb, env).encode()
+                  for lb in LOAD_BALANCERS if stick_reset(settings, lb)})
     previous = {path: (path.read_bytes() if path.exists() else None) for path in trust} if staged else {}
     for lb in LOAD_BALANCERS:  # the control sockets' folder: the operator's only
         run_dir = build / "run" / lb

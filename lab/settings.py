@@ -37,12 +37,16 @@ DEFAULTS = {
     # deregistration_delay.connection_termination.enabled, AWS's defaults (research/nlb.md §4)
     "LAB_DEREGISTRATION_DELAY": "300s",
     "LAB_DEREGISTRATION_CONNECTION_TERMINATION": "off",
+    "LAB_NLB_STICKINESS": "aws",
 }
 
 BACKENDS = tuple(designs_mod.BACKENDS)
 SERVICES = designs_mod.SERVICES
 
 BIND_CHOICES = ("127.0.0.1", "0.0.0.0")  # the designs' listeners; diagnostics stay on loopback
+# The NLB's stick table on a target's health change or (de)registration: "aws" resets it, as
+# AWS says an NLB might (docs/aws-parity.md); "haproxy" keeps re-pinned clients where they are.
+STICKINESS_CHOICES = ("aws", "haproxy")
 
 _PROJECT_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _HAPROXY_TIME_RE = re.compile(r"^[1-9][0-9]*(ms|s|m|h|d)$")
@@ -191,6 +195,7 @@ class Settings:
     deregistration_delay: float = _delay("LAB_DEREGISTRATION_DELAY", DEFAULTS["LAB_DEREGISTRATION_DELAY"])
     deregistration_termination: bool = _flag("LAB_DEREGISTRATION_CONNECTION_TERMINATION",
                                              DEFAULTS["LAB_DEREGISTRATION_CONNECTION_TERMINATION"])
+    nlb_stickiness: str = DEFAULTS["LAB_NLB_STICKINESS"]
     key_type: str | None = None
     # True when the subnet is the default, not the user's choice: `lab up` may then move
     # it if it would capture an address this machine needs (see lab/netcheck.py).
@@ -211,6 +216,9 @@ class Settings:
         ports = [p for p in self.all_host_ports.values() if p]
         if len(ports) != len(set(ports)):
             raise SettingsError(f"the LAB_*_PORT settings must all differ (got {ports}); 0 lets Docker pick")
+        if self.nlb_stickiness not in STICKINESS_CHOICES:
+            raise SettingsError(f"LAB_NLB_STICKINESS={self.nlb_stickiness!r}: use aws (reset the pins when a "
+                                "target's health or registration changes) or haproxy (keep them)")
         if self.key_type is not None and self.key_type not in KEY_TYPES:
             raise SettingsError(f"LAB_KEY_TYPE={self.key_type!r}: use one of {', '.join(KEY_TYPES)}")
         if self.certs_dir is None:
@@ -249,6 +257,7 @@ class Settings:
             deregistration_delay=_delay("LAB_DEREGISTRATION_DELAY", get("LAB_DEREGISTRATION_DELAY")),
             deregistration_termination=_flag("LAB_DEREGISTRATION_CONNECTION_TERMINATION",
                                              get("LAB_DEREGISTRATION_CONNECTION_TERMINATION")),
+            nlb_stickiness=get("LAB_NLB_STICKINESS").strip().lower(),
             key_type=env.get("LAB_KEY_TYPE") or None,
             internet_auto="LAB_INTERNET_SUBNET" not in env,
             vpc_auto="LAB_VPC_SUBNET" not in env,

@@ -73,9 +73,16 @@ def test_broken_configs_fail_the_checks(docker_client, rendered, tmp_path):
     bad_haproxy = tmp_path / "haproxy"
     bad_haproxy.mkdir()
     good = (settings.build_dir / "haproxy" / "nlb" / "haproxy.cfg").read_text()
+    lua = (settings.build_dir / "haproxy" / "nlb" / "stick-reset.lua").read_text()
     (bad_haproxy / "haproxy.cfg").write_text(good.replace("stick on src", "stick on nonsense_fetch"))
+    (bad_haproxy / "stick-reset.lua").write_text(lua)
     rc, out = haproxy_check(docker_client, settings, refs, bad_haproxy)
     assert rc != 0 and "nonsense_fetch" in out
+    # the stick-reset Lua is checked too (`lab reload` has it checked before the switch)
+    (bad_haproxy / "haproxy.cfg").write_text(good)
+    (bad_haproxy / "stick-reset.lua").write_text(lua.replace("local function reset(why)", "local function reset(why"))
+    rc, out = haproxy_check(docker_client, settings, refs, bad_haproxy)
+    assert rc != 0 and "stick-reset.lua" in out
 
     bad_nginx = tmp_path / "nginx"
     bad_nginx.mkdir()

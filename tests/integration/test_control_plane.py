@@ -107,6 +107,23 @@ def test_lab_api_and_status_keep_working_on_the_sockets(lab_cli):
         return proc.stdout
 
     assert stdout("api", "show", "cli", "level").strip() == "admin"
-    assert stdout("api", "--lb", "nlb-tls", "show", "table", "web").startswith("# table: web")
+    assert stdout("api", "show", "table", "web").startswith("# table: web")
+    # --lb reaches another load balancer: nlb-tls has no stick table (AWS has no stickiness on
+    # TLS listeners), and its servers are there
+    assert "# table:" not in stdout("api", "--lb", "nlb-tls", "show", "table")
+    assert "web,web1," in stdout("api", "--lb", "nlb-tls", "show", "stat")
     status = json.loads(stdout("status", "--json"))
-    assert set(status["stick_tables"]) == {"nlb", "nlb-tls"}
+    assert set(status["stick_tables"]) == {"nlb"}
+
+
+@pytest.mark.parametrize("lb", LOAD_BALANCERS)
+def test_the_stick_reset_socket_is_the_workers_own(lab, docker_client, lb):
+    """LAB_NLB_STICKINESS=aws: the runtime API socket the NLB's Lua handler clears its stick table
+    through is inside the chroot, for the workers' user only (level operator, haproxy/nlb.cfg.j2);
+    no other load balancer has one."""
+    container = compose_container(docker_client, lab.settings.project, lb)
+    rc, out = container.exec_run(["stat", "-c", "%a %U %F", "/var/lib/haproxy/stick-reset.sock"])
+    if lb == "nlb":
+        assert (rc, out.decode().strip()) == (0, "600 haproxy socket")
+    else:
+        assert rc != 0 and b"No such file" in out

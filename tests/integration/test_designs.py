@@ -5,7 +5,7 @@
 - alb-mtls-verify: the ALB verifies (a bad certificate fails the handshake) and forwards
   X-Amzn-Mtls-Clientcert-* headers, which the backends believe from the ALB only.
 - alb-mtls-passthrough: the ALB forwards the chain; the backends verify it.
-- nlb-tls-mtls: the NLB's TLS listener verifies; the client address is kept.
+- nlb-tls-mtls: the NLB's TLS listener verifies; the client address is kept; no stickiness.
 - WAF: a SQL injection is blocked where TLS ends at the load balancer, unseen through the NLB.
 """
 
@@ -148,6 +148,15 @@ def test_alb_stickiness_is_a_cookie_not_the_source_address(clients, source):
     assert with_cookie == {cookie.split("=")[1]}  # the cookie names the target
 
 
+def test_nlb_tls_listener_is_round_robin_not_sticky(clients, source):
+    """AWS: "Sticky sessions are not supported for TLS or QUIC listeners" (docs/aws-parity.md)."""
+    tls = [clients["nlb-tls-mtls"].get("alice", source).backend for _ in range(6)]
+    assert set(tls) == {"web1", "web2"}, tls  # one address, both targets
+    # the negative control: the NLB's TCP listener pins that same address
+    tcp = {clients["nlb"].get("alice", source).backend for _ in range(6)}
+    assert len(tcp) == 1, tcp
+
+
 def test_spoofed_identity_headers_are_replaced_at_the_alb(clients, source):
     forged = {"X-Amzn-Mtls-Clientcert-Subject": "CN=admin,O=mTLS Lab",
               "X-Amzn-Mtls-Clientcert-Serial-Number": "01", "X-Forwarded-For": "6.6.6.6"}
@@ -244,7 +253,7 @@ def test_lab_compare_json(lab_cli):
     assert cells["nlb-tls-mtls"] == {
         "client_cert_auth": "works", "enforced_at": "load balancer, TLS handshake",
         "backend_sees_identity": "no: verified at the LB, not forwarded",
-        "backend_sees_client_ip": "yes, PROXY protocol v2", "stickiness": "source IP",
+        "backend_sees_client_ip": "yes, PROXY protocol v2", "stickiness": "none",
         "waf_can_inspect": "no: passes unseen"}
     # the evidence behind the cells is there too
     assert table["alb"]["evidence"]["backend_log"]["x_forwarded_for"] == table["alb"]["evidence"]["source_ip"]

@@ -24,6 +24,48 @@ def test_haproxy_is_a_tcp_passthrough_with_source_ip_stickiness(tmp_path):
     assert "crt /etc/lab/health/health.pem" in cfg  # checks present the health certificate
 
 
+def test_nlb_stickiness_aws_resets_the_table_on_target_events_haproxy_keeps_it(tmp_path):
+    aws = render.haproxy_cfg(settings(tmp_path), "nlb")  # the default
+    # the Lua handler, and the operator-level socket inside the chroot it clears the table through
+    assert "lua-load /etc/haproxy/lab/stick-reset.lua" in aws
+    assert "stats socket /var/lib/haproxy/stick-reset.sock mode 600 user haproxy group haproxy level operator" in aws
+    assert "chroot /var/lib/haproxy" in aws and "stick on src" in aws
+    assert "setenv LAB_NLB_STICKINESS aws" in aws  # the demo reads the running mode back
+    lua = render.stick_reset_lua(settings(tmp_path), "nlb")
+    assert 'core.event_sub({"SERVER_STATE", "SERVER_ADMIN", "SERVER_ADD", "SERVER_DEL"}' in lua
+    assert 'local TABLE, BACKEND, SOCKET = "web", "web", "/stick-reset.sock"' in lua
+    assert '"clear table " .. TABLE' in lua and 'NOT_TARGETS = { ["sorry"] = true, }' in lua
+    # haproxy: today's config, pins kept until they expire
+    kept = render.haproxy_cfg(settings(tmp_path, LAB_NLB_STICKINESS="haproxy"), "nlb")
+    assert "stick on src" in kept and "lua-load" not in kept and "stick-reset.sock" not in kept
+    assert "setenv LAB_NLB_STICKINESS haproxy" in kept
+    assert render.stick_reset(settings(tmp_path, LAB_NLB_STICKINESS="haproxy"), "nlb") is None
+    # only the source-sticky load balancer has one
+    assert render.stick_reset(settings(tmp_path), "nlb-tls") is None and render.stick_reset(settings(tmp_path), "alb") is None
+
+
+def test_the_stick_reset_lua_is_written_beside_the_config_in_place(tmp_path):
+    s = settings(tmp_path)
+    lua = s.build_dir / "haproxy" / "nlb" / "stick-reset.lua"
+    rendered = render.render(s, {}, staged=True)
+    # in place even when staged: `haproxy -c` of the staged haproxy.cfg loads it by name
+    assert lua.read_text() == render.stick_reset_lua(s, "nlb")
+    assert not (s.build_dir / "haproxy" / "nlb-tls" / "stick-reset.lua").exists()
+    rendered.discard()  # nothing changed: it goes, as it was not there before
+    assert not lua.exists()
+    first = render.render(s, {})
+    assert lua.exists()
+    assert render.render(s.with_(nlb_stickiness="haproxy"), {}).config_hash != first.config_hash
+
+
+def test_nlb_tls_listener_is_round_robin_without_stickiness(tmp_path):
+    """AWS: "Sticky sessions are not supported for TLS or QUIC listeners" (docs/aws-parity.md)."""
+    cfg = render.haproxy_cfg(settings(tmp_path), "nlb-tls")
+    assert "balance roundrobin" in cfg.split("\nbackend web")[1]
+    assert "stick-table" not in cfg and "stick on" not in cfg and "lua-load" not in cfg
+    assert "server sorry 198.51.100.13:443 backup\n" in cfg
+
+
 def test_tls_terminating_load_balancers_verify_and_keep_the_client_ip(tmp_path):
     s = settings(tmp_path)
     nlb_tls = render.haproxy_cfg(s, "nlb-tls")

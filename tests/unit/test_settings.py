@@ -66,6 +66,9 @@ BAD = [
     pytest.param({"LAB_BIND": "localhost"}, r"LAB_BIND='localhost': use 127\.0\.0\.1 .* or 0\.0\.0\.0", id="bind"),
     pytest.param({"LAB_BIND": "::1"}, r"LAB_BIND='::1': use 127\.0\.0\.1", id="bind-ipv6"),
     pytest.param({"LAB_KEY_TYPE": "dsa"}, r"LAB_KEY_TYPE='dsa': use one of ec, rsa", id="key-type"),
+    pytest.param({"LAB_NLB_STICKINESS": "sticky"}, r"LAB_NLB_STICKINESS='sticky': use aws \(reset the pins .*\) "
+                 r"or haproxy \(keep them\)", id="stickiness"),
+    pytest.param({"LAB_NLB_STICKINESS": ""}, r"LAB_NLB_STICKINESS='': use aws", id="stickiness-empty"),
 ]
 
 
@@ -143,3 +146,9 @@ def test_checkout_under_a_colon_path_is_refused(tmp_path, monkeypatch):
     with pytest.raises(SettingsError, match=r"contains ':'"):
         Settings()
     assert Settings.from_env(env={"LAB_HOME": str(tmp_path / "elsewhere")}).home == tmp_path / "elsewhere"
+
+
+def test_nlb_stickiness_is_aws_unless_haproxy_is_asked_for():
+    assert Settings.from_env(env={}).nlb_stickiness == "aws"
+    assert Settings.from_env(env={"LAB_NLB_STICKINESS": "haproxy"}).nlb_stickiness == "haproxy"
+    assert Settings.from_env(env={"LAB_NLB_STICKINESS": " AWS "}).nlb_stickiness == "aws"
