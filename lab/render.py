@@ -156,6 +156,9 @@ def haproxy_cfg(settings: Settings, service: str = "nlb", env: jinja2.Environmen
         # an ALB health check may use its own port: the listener that asks for no certificate
         check_port=BACKEND_LISTENERS["alb-headers"].port,
         stick_expire=settings.stick_expire,
+        alb_mtls={"ignore_expiry": settings.alb_ignore_client_cert_expiry,
+                  "advertise_ca_names": settings.alb_advertise_ca_names,
+                  "headers": designs.alb_header_names(settings.alb_mtls_header_names)},
     )
 
 
@@ -188,9 +191,11 @@ def nginx_conf(settings: Settings, name: str, env: jinja2.Environment | None = N
         load_balancers=http_lbs,
         # the designs whose load balancer verified the client and names it in headers
         # (one server block per listener, however many of a load balancer's designs use it)
-        header_listeners=list({d.target.name: {"listener": d.target, "lb": d.service.replace("-", "_"),
+        header_listeners=list({d.target.name: {"listener": _renamed(d.target, settings),
+                                               "lb": d.service.replace("-", "_"),
                                                "lb_ip": settings.lb_ips(d.service)[1]}
                                for d in designs.DESIGNS.values() if d.target.headers}.values()),
+        alb_chain_header=designs.alb_header_names(settings.alb_mtls_header_names)["chain"],
         verifier_ip=settings.verifier_ip,
         hops=[{"listener": l["design"], "waf_port": l["waf_port"], "inner_port": l["inner_port"]}
               for l in listeners(wafs[name])] if name in wafs else [],
@@ -202,6 +207,13 @@ def nginx_conf(settings: Settings, name: str, env: jinja2.Environment | None = N
         workers=1 if name == "sorry" or name in wafs else "auto",
         error_log_level="notice",
     )
+
+
+def _renamed(listener, settings: Settings):
+    """A backend listener as it reads its headers: the ALB's after LAB_ALB_MTLS_HEADER_NAMES."""
+    if listener.name == designs.ALB_HEADERS.name:
+        return designs.alb_headers_listener(settings.alb_mtls_header_names)
+    return listener
 
 
 def _mounted(settings: Settings) -> list[Path]:

@@ -33,6 +33,10 @@ DEFAULTS = {
     "LAB_CHECK_FALL": "2",
     "LAB_CHECK_RISE": "2",
     "LAB_WAIT_TIMEOUT": "120",
+    # ALB mutual-TLS listener options, off as AWS's defaults (docs/aws-parity.md)
+    "LAB_ALB_IGNORE_CLIENT_CERT_EXPIRY": "off",
+    "LAB_ALB_ADVERTISE_CA_NAMES": "off",
+    "LAB_ALB_MTLS_HEADER_NAMES": "",
 }
 
 BACKENDS = tuple(designs_mod.BACKENDS)
@@ -125,6 +129,39 @@ def _path(var: str, value) -> None:
                                     f"env file cannot carry: choose a folder without it, e.g. {example}")
 
 
+# nginx reads a request header as $http_<name>, "-" turned into "_" (and drops names with "_").
+_HEADER_NAME_RE = re.compile(r"^[A-Za-z0-9]+(-[A-Za-z0-9]+)*$")
+# Headers the ALB or the backends already mean something by: never an identity header.
+_RESERVED_HEADERS = {"host", "cookie", "connection", "content-length", "transfer-encoding",
+                     "x-forwarded-for", "x-forwarded-proto", "x-forwarded-port"}
+
+
+def _header_names(var: str, raw: str) -> tuple:
+    """LAB_ALB_MTLS_HEADER_NAMES ("subject=X-Client-Subject,...") -> ((field, header name), ...).
+
+    A key is AWS's listener attribute (routing.http.request.x_amzn_mtls_clientcert_subject.header_name)
+    or its short form (subject); lab/designs.py ALB_HEADER_ATTRIBUTES lists them.
+    """
+    attributes = designs_mod.ALB_HEADER_ATTRIBUTES
+    short = {a.removeprefix("x_amzn_mtls_clientcert").lstrip("_") or "clientcert": a for a in attributes}
+    renamed = {}
+    for item in (i.strip() for i in raw.split(",") if i.strip()):
+        key, sep, name = (part.strip() for part in item.partition("="))
+        attribute = key.removeprefix("routing.http.request.").removesuffix(".header_name")
+        attribute = short.get(attribute, attribute)
+        if not sep or attribute not in attributes:
+            raise SettingsError(f"{var}: {item!r} is not <attribute>=<header name>: use one of "
+                                f"{', '.join(short)}, e.g. {var}=subject=X-Client-Subject")
+        if len(name) > 64 or not _HEADER_NAME_RE.fullmatch(name) or name.lower() in _RESERVED_HEADERS:
+            raise SettingsError(f"{var}: {name!r} is not a header name the lab can use: letters, digits "
+                                "and '-' (no '_', at most 64), not Host/Cookie/X-Forwarded-*, e.g. X-Client-Subject")
+        renamed[attributes[attribute]] = name
+    names = [n.lower() for n in {**designs_mod.alb_header_names(), **renamed}.values()]
+    if len(names) != len(set(names)):
+        raise SettingsError(f"{var}={raw!r} gives two headers the same name: give each its own")
+    return tuple(sorted(renamed.items()))
+
+
 # The client container's extra addresses have roles (ClientPool): at least six users, a
 # probe address for `lab compare` and one for the demos.
 CLIENT_IPS_MIN = 8
@@ -178,6 +215,10 @@ class Settings:
     internet_auto: bool = False
     vpc_auto: bool = False
     home: Path = field(default_factory=resources.default_home)
+    # ALB mutual-TLS listener options (AWS's MutualAuthentication and listener attributes)
+    alb_ignore_client_cert_expiry: bool = _flag("", DEFAULTS["LAB_ALB_IGNORE_CLIENT_CERT_EXPIRY"])
+    alb_advertise_ca_names: bool = _flag("", DEFAULTS["LAB_ALB_ADVERTISE_CA_NAMES"])
+    alb_mtls_header_names: tuple = ()  # (IdentityHeaders field or "chain", header name): renamed only
     certs_dir: Path = field(default=None)  # type: ignore[assignment]
 
     def __post_init__(self):
@@ -232,6 +273,10 @@ class Settings:
             vpc_auto="LAB_VPC_SUBNET" not in env,
             home=home,
             certs_dir=Path(env["LAB_CERTS_DIR"]) if env.get("LAB_CERTS_DIR") else None,  # None: home/certs
+            alb_ignore_client_cert_expiry=_flag("LAB_ALB_IGNORE_CLIENT_CERT_EXPIRY",
+                                                get("LAB_ALB_IGNORE_CLIENT_CERT_EXPIRY")),
+            alb_advertise_ca_names=_flag("LAB_ALB_ADVERTISE_CA_NAMES", get("LAB_ALB_ADVERTISE_CA_NAMES")),
+            alb_mtls_header_names=_header_names("LAB_ALB_MTLS_HEADER_NAMES", get("LAB_ALB_MTLS_HEADER_NAMES")),
         )
         values.update(overrides)
         return cls(**values)
