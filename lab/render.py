@@ -216,11 +216,22 @@ def _renamed(listener, settings: Settings):
     return listener
 
 
+def _alb_trust_store(settings: Settings, lay: Layout, folder: Path) -> dict:
+    """The ALB verify listener's trust store (LAB_ALB_TRUST_STORE): one CA bundle and the CRLs
+    of its CAs, as AWS takes them (alb-ca.pem, alb-crl.pem); empty until the PKI exists."""
+    sources = [(lay.ca_cert, lay.crl)] + ([(lay.partner_cert, lay.partner_crl)]
+                                          if settings.alb_trust_store == "lab+partner" else [])
+    if not all(path.exists() for pair in sources for path in pair):
+        return {}
+    return {folder / "alb-ca.pem": b"".join(ca.read_bytes() for ca, _ in sources),
+            folder / "alb-crl.pem": b"".join(crl.read_bytes() for _, crl in sources)}
+
+
 def _mounted(settings: Settings) -> list[Path]:
     """The certificate files the servers load (a change needs a reload to take effect); a key
     is renewed with its certificate, so the certificates stand for them."""
     lay = Layout(Path(settings.certs_dir))
-    return [lay.ca_cert, lay.crl, lay.server_cert, lay.health_cert]
+    return [lay.ca_cert, lay.crl, lay.server_cert, lay.health_cert, lay.partner_cert, lay.partner_crl]
 
 
 def _generation(settings: Settings) -> str:
@@ -336,6 +347,7 @@ def render(settings: Settings, images: dict, staged: bool = False, owner: tuple 
     lay = Layout(Path(settings.certs_dir))
     trust = {build / "trust" / dst: src.read_bytes()
              for src, dst in ((lay.ca_cert, "ca.pem"), (lay.crl, "crl.pem")) if src.exists()}
+    trust.update(_alb_trust_store(settings, lay, build / "trust"))
     previous = {path: (path.read_bytes() if path.exists() else None) for path in trust} if staged else {}
     for lb in LOAD_BALANCERS:  # the control sockets' folder: the operator's only
         run_dir = build / "run" / lb

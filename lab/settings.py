@@ -37,12 +37,15 @@ DEFAULTS = {
     "LAB_ALB_IGNORE_CLIENT_CERT_EXPIRY": "off",
     "LAB_ALB_ADVERTISE_CA_NAMES": "off",
     "LAB_ALB_MTLS_HEADER_NAMES": "",
+    "LAB_ALB_TRUST_STORE": "lab",
 }
 
 BACKENDS = tuple(designs_mod.BACKENDS)
 SERVICES = designs_mod.SERVICES
 
-BIND_CHOICES = ("127.0.0.1", "0.0.0.0")  # the designs' listeners; diagnostics stay on loopback
+BIND_CHOICES = ("127.0.0.1", "0.0.0.0")
+# The ALB verify listener's trust store: the lab CA (its chain and CRLs), or also the partner CA's
+ALB_TRUST_STORES = ("lab", "lab+partner")  # the designs' listeners; diagnostics stay on loopback
 
 _PROJECT_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _HAPROXY_TIME_RE = re.compile(r"^[1-9][0-9]*(ms|s|m|h|d)$")
@@ -219,6 +222,7 @@ class Settings:
     alb_ignore_client_cert_expiry: bool = _flag("", DEFAULTS["LAB_ALB_IGNORE_CLIENT_CERT_EXPIRY"])
     alb_advertise_ca_names: bool = _flag("", DEFAULTS["LAB_ALB_ADVERTISE_CA_NAMES"])
     alb_mtls_header_names: tuple = ()  # (IdentityHeaders field or "chain", header name): renamed only
+    alb_trust_store: str = DEFAULTS["LAB_ALB_TRUST_STORE"]
     certs_dir: Path = field(default=None)  # type: ignore[assignment]
 
     def __post_init__(self):
@@ -235,6 +239,9 @@ class Settings:
             raise SettingsError(f"the LAB_*_PORT settings must all differ (got {ports}); 0 lets Docker pick")
         if self.key_type is not None and self.key_type not in KEY_TYPES:
             raise SettingsError(f"LAB_KEY_TYPE={self.key_type!r}: use one of {', '.join(KEY_TYPES)}")
+        if self.alb_trust_store not in ALB_TRUST_STORES:
+            raise SettingsError(f"LAB_ALB_TRUST_STORE={self.alb_trust_store!r}: use {' or '.join(ALB_TRUST_STORES)} "
+                                "(the lab CA, or also the partner CA)")
         if self.certs_dir is None:
             object.__setattr__(self, "certs_dir", Path(self.home) / "certs")
         _path("LAB_HOME", self.home)  # also --workdir, and the checkout when it is the default
@@ -277,6 +284,7 @@ class Settings:
                                                 get("LAB_ALB_IGNORE_CLIENT_CERT_EXPIRY")),
             alb_advertise_ca_names=_flag("LAB_ALB_ADVERTISE_CA_NAMES", get("LAB_ALB_ADVERTISE_CA_NAMES")),
             alb_mtls_header_names=_header_names("LAB_ALB_MTLS_HEADER_NAMES", get("LAB_ALB_MTLS_HEADER_NAMES")),
+            alb_trust_store=get("LAB_ALB_TRUST_STORE").strip(),
         )
         values.update(overrides)
         return cls(**values)

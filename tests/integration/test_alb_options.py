@@ -128,3 +128,26 @@ def test_renamed_headers_carry_the_identity_and_the_old_names_are_gone(lab, dock
             carol = clients["alb-mtls-passthrough"].get("carol", source)  # the renamed chain header works
             assert carol.status == 200 and carol.json["client_subject"].startswith("CN=carol,"), carol.body
     serving(verify, source)
+
+
+# -- a trust store with a second CA bundle entry and its CRL ----------------------------------
+def test_the_partner_ca_is_trusted_only_when_in_the_trust_store(lab, docker_client, clients, source):
+    verify = clients["alb-mtls-verify"]
+    # negative control, the default (the lab CA only): the partner's client is an unknown CA
+    assert refused_with(verify.get("partner", source), "unknown ca")
+    with reloaded(lab, docker_client, alb_trust_store="lab+partner"):
+        partner = serving(verify, source, "partner")
+        assert partner.json["client_issuer"] == "CN=Partner Root CA,O=mTLS Lab", partner.body
+        # the partner CA's CRL is in the trust store too
+        assert refused_with(verify.get("partner-revoked", source), "certificate revoked")
+        # the lab's clients as before
+        assert verify.get("alice", source).status == 200 and verify.get("carol", source).status == 200
+        assert refused_with(verify.get("revoked", source), "certificate revoked")
+        assert refused_with(verify.get("rogue-ca", source), "unknown ca")
+        # the backends trust the lab CA only: the NLB path and ALB passthrough still refuse
+        nlb = clients["nlb"].get("partner", source)
+        assert (nlb.status, nlb.client_verify) == (400, "FAILED:unable to verify the first certificate")
+        chain = clients["alb-mtls-passthrough"].get("partner", source)
+        assert (chain.status, chain.client_verify) == (400, "FAILED:unable to get local issuer certificate")
+    serving(verify, source)
+    assert refused_with(verify.get("partner", source), "unknown ca")

@@ -4,7 +4,7 @@ What they do end to end is in tests/integration/test_alb_options.py."""
 
 import pytest
 
-from lab import render
+from lab import certs, crls, pemfile, render
 from lab.errors import SettingsError
 from lab.settings import Settings
 
@@ -23,7 +23,7 @@ def test_defaults_are_aws_defaults(tmp_path):
     alb = render.haproxy_cfg(s, "alb")
     verify, chain = frontend(alb, "alb_mtls_verify"), frontend(alb, "alb_mtls_passthrough")
     # CA names are not advertised: the trust store verifies without being listed
-    assert "verify required ca-verify-file /etc/lab/trust/ca.pem crl-file" in verify
+    assert "verify required ca-verify-file /etc/lab/trust/alb-ca.pem crl-file" in verify
     assert not any(" ca-file " in line for line in alb.splitlines() if "bind " in line)
     assert "verify optional ca-verify-file /etc/lab/trust/ca.pem" in chain
     assert "crt-ignore-err" not in verify  # an expired certificate is refused
@@ -32,7 +32,7 @@ def test_defaults_are_aws_defaults(tmp_path):
 
 def test_advertising_ca_names_uses_ca_file_on_the_verify_listener_only(tmp_path):
     alb = render.haproxy_cfg(settings(tmp_path, LAB_ALB_ADVERTISE_CA_NAMES="on"), "alb")
-    assert "verify required ca-file /etc/lab/trust/ca.pem crl-file" in frontend(alb, "alb_mtls_verify")
+    assert "verify required ca-file /etc/lab/trust/alb-ca.pem crl-file" in frontend(alb, "alb_mtls_verify")
     # passthrough has no trust store (AWS): nothing to advertise
     assert "ca-verify-file /etc/lab/trust/ca.pem" in frontend(alb, "alb_mtls_passthrough")
 
@@ -88,6 +88,8 @@ BAD = [
     pytest.param({"LAB_ALB_MTLS_HEADER_NAMES": "subject=X-Id,issuer=x-id"}, r"two headers the same name", id="dupe"),
     pytest.param({"LAB_ALB_MTLS_HEADER_NAMES": "subject=X-Amzn-Mtls-Clientcert-Issuer"},
                  r"two headers the same name", id="dupe-default"),
+    pytest.param({"LAB_ALB_TRUST_STORE": "partner"}, r"LAB_ALB_TRUST_STORE='partner': use lab or lab\+partner",
+                 id="trust-store"),
 ]
 
 
@@ -105,3 +107,37 @@ def test_good_flags_and_a_swap_pass():
     assert s.alb_ignore_client_cert_expiry and s.alb_advertise_ca_names
     assert dict(s.alb_mtls_header_names) == {"subject": "X-Amzn-Mtls-Clientcert-Issuer",
                                              "issuer": "X-Amzn-Mtls-Clientcert-Subject"}
+
+
+def test_the_trust_store_holds_the_partner_ca_and_its_crl_only_when_asked(tmp_path):
+    certs.ensure_pki(tmp_path / "certs")
+    lay = certs.Layout(tmp_path / "certs")
+    partner = pemfile.load_cert(lay.partner_cert)
+    revoked = pemfile.load_cert(lay.client_cert("partner-revoked")).serial_number
+    for store, cas in (("lab", ["mTLS Lab Root CA"]), ("lab+partner", ["mTLS Lab Root CA", "Partner Root CA"])):
+        s = settings(tmp_path, LAB_ALB_TRUST_STORE=store, LAB_CERTS_DIR=str(tmp_path / "certs"))
+        render.render(s, {})
+        trust = s.build_dir / "trust"
+        names = [c.subject.rfc4514_string().split("CN=")[1].split(",")[0]
+                 for c in pemfile.load_chain(trust / "alb-ca.pem")]
+        assert names == cas, store
+        issuers = [c.issuer for c in crls.load_crls(trust / "alb-crl.pem")]
+        assert (partner.subject in issuers) == (store == "lab+partner")
+        # the backends' trust is the lab's alone, whatever the ALB trusts
+        assert partner.subject not in [c.issuer for c in crls.load_crls(trust / "crl.pem")]
+        assert pemfile.load_chain(trust / "ca.pem")[0].subject != partner.subject
+    (partner_crl,) = crls.load_crls(lay.partner_crl)
+    assert partner_crl.get_revoked_certificate_by_serial_number(revoked) is not None
+
+
+def test_revoking_a_partner_client_re_signs_the_partner_crl_only(tmp_path):
+    certs.ensure_pki(tmp_path)
+    lay = certs.Layout(tmp_path)
+    lab_crl = lay.crl.read_bytes()
+    serial = certs.revoke(tmp_path, "partner")
+    (partner_crl,) = crls.load_crls(lay.partner_crl)
+    assert partner_crl.get_revoked_certificate_by_serial_number(serial) is not None
+    assert len(list(partner_crl)) == 2  # partner-revoked too: kept
+    assert lay.crl.read_bytes() == lab_crl
+    # and ensure_pki then reissues the partner client, whose lesson is to be accepted
+    assert certs.ensure_pki(tmp_path).issued == ["partner"]
