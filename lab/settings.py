@@ -43,9 +43,9 @@ DEFAULTS = {
 BACKENDS = tuple(designs_mod.BACKENDS)
 SERVICES = designs_mod.SERVICES
 
-BIND_CHOICES = ("127.0.0.1", "0.0.0.0")
+BIND_CHOICES = ("127.0.0.1", "0.0.0.0")  # the designs' listeners; diagnostics stay on loopback
 # The ALB verify listener's trust store: the lab CA (its chain and CRLs), or also the partner CA's
-ALB_TRUST_STORES = ("lab", "lab+partner")  # the designs' listeners; diagnostics stay on loopback
+ALB_TRUST_STORES = ("lab", "lab+partner")
 
 _PROJECT_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _HAPROXY_TIME_RE = re.compile(r"^[1-9][0-9]*(ms|s|m|h|d)$")
