@@ -65,7 +65,7 @@ def test_client_certificate_facts(layout, name, issuer, client_auth, valid_now):
                        "rogue": layout.rogue_cert, "self": layout.client_cert(name)}[issuer]
     cert.verify_directly_issued_by(load(expected_issuer))
     assert (ExtendedKeyUsageOID.CLIENT_AUTH in eku(cert)) is client_auth
-    assert (cert.not_valid_before_utc <= NOW < cert.not_valid_after_utc) is valid_now
+    assert (cert.not_valid_before_utc <= pki.utcnow() < cert.not_valid_after_utc) is valid_now
     assert cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)[0].value == name
 
 
