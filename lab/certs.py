@@ -6,6 +6,7 @@ Layout (all under the certs folder, git-ignored; keys 0600):
     intermediate-ca.pem, .key an issuing CA under the root (signs "carol")
     crl.pem                   one CRL per CA in the chain, root's first (lists "revoked")
     rogue-ca.pem, rogue-ca.key  a second CA nobody trusts
+    partner-ca.pem, .key, partner-crl.pem  an independent root the ALB trusts on request (LAB_ALB_TRUST_STORE)
     server/server.crt, .key   www.lab.test (SANs www.lab.test, localhost, 127.0.0.1, ...)
     health/health.crt, .key, health.pem   the load balancer's health-check identity
     clients/<name>.crt, .key  one pair per entry of CLIENTS
@@ -42,7 +43,7 @@ class ClientSpec:
     """One client certificate and the lesson it teaches."""
 
     name: str
-    issuer: str  # "lab", "intermediate", "rogue" or "self"
+    issuer: str  # "lab", "intermediate", "rogue", "partner" or "self"
     demonstrates: str
     usage: str = "client"
     window: str = "valid"  # "valid", "expired" or "future"
@@ -64,6 +65,10 @@ CLIENTS = (
     ClientSpec("self-signed", "self", "signed by its own key: refused (unable to get certificate CRL)"),
     ClientSpec("no-client-eku", "lab", "serverAuth EKU only: refused (unsuitable certificate purpose)",
                usage="server"),
+    ClientSpec("partner", "partner", "issued by the partner CA: accepted by the ALB only with "
+               "LAB_ALB_TRUST_STORE=lab+partner; refused elsewhere (unable to verify the first certificate)"),
+    ClientSpec("partner-revoked", "partner", "listed in partner-crl.pem: refused (certificate revoked "
+               "where the partner CA is trusted)", revoked=True),
 )
 CLIENT_NAMES = tuple(c.name for c in CLIENTS)
 
@@ -88,6 +93,12 @@ class Layout:
     def rogue_cert(self): return self.root / "rogue-ca.pem"
     @property
     def rogue_key(self): return self.root / "rogue-ca.key"
+    @property
+    def partner_cert(self): return self.root / "partner-ca.pem"
+    @property
+    def partner_key(self): return self.root / "partner-ca.key"
+    @property
+    def partner_crl(self): return self.root / "partner-crl.pem"
     @property
     def server_dir(self): return self.root / "server"
     @property
@@ -116,7 +127,7 @@ class Layout:
     def required(self) -> list[Path]:
         """Every file the running stack mounts or a client needs."""
         files = [self.ca_cert, self.ca_key, self.intermediate_cert, self.intermediate_key, self.crl, self.server_cert, self.server_key,
-                 self.health_cert, self.health_key, self.health_pem]
+                 self.health_cert, self.health_key, self.health_pem, self.partner_cert, self.partner_key, self.partner_crl]
         for name in CLIENT_NAMES:
             files += [self.client_cert(name), self.client_key(name)]
         return files
@@ -220,9 +231,12 @@ def ensure_pki(root: Path, *, key_type: str | None = None, force: bool = False,
                       lambda: ca.create_child_ca("mTLS Lab Issuing CA", key_type=key_type))
     rogue = ensure_ca("rogue CA", lay.rogue_cert, lay.rogue_key, kept_ca(lay.rogue_cert, lay.rogue_key),
                       lambda: pki.CA("Rogue CA (untrusted)", key_type=key_type))
-    issuers = {"lab": ca, "intermediate": inter, "rogue": rogue, "self": None}
-
-    crls.keep_revocations(lay.crl, (ca, inter))
+    partner = ensure_ca("partner CA", lay.partner_cert, lay.partner_key, kept_ca(lay.partner_cert, lay.partner_key),
+                        lambda: pki.CA("Partner Root CA", key_type=key_type))
+    issuers = {"lab": ca, "intermediate": inter, "rogue": rogue, "partner": partner, "self": None}
+    crl_files = ((lay.crl, (ca, inter)), (lay.partner_crl, (partner,)))  # the backends never see the partner's
+    for crl_path, authorities in crl_files:
+        crls.keep_revocations(crl_path, authorities)
 
     def current(cert_path, key_path, window="valid", issuer=ca, name=None, usage="client", revoked=False):
         if force:
@@ -277,9 +291,10 @@ def ensure_pki(root: Path, *, key_type: str | None = None, force: bool = False,
         issued.append(spec.name)
 
     crl_signed = False
-    if issued or revocations_restored or crls.due(lay.crl, (ca, inter), now + pkicheck.RENEW_BEFORE):
-        _save(lay.crl, pki.Blob(crls.bundle((ca, inter), now - pki.CLOCK_SKEW)))
-        crl_signed = True
+    for crl_path, authorities in crl_files:
+        if issued or revocations_restored or crls.due(crl_path, authorities, now + pkicheck.RENEW_BEFORE):
+            _save(crl_path, pki.Blob(crls.bundle(authorities, now - pki.CLOCK_SKEW)))
+            crl_signed = True
     _write_manifest(lay, key_type)
     return PkiReport(lay.root, key_type, issued, crl_signed)
 
@@ -306,15 +321,15 @@ def revoke(root: Path, name: str) -> int:
         raise CertsMissing(f"no client {name!r} in {lay.root}: choose one of {', '.join(CLIENT_NAMES)}")
     cert = pemfile.load_cert(lay.client_cert(name))
     now = pki.utcnow()
-    authorities = _authorities(lay)
-    for authority in authorities:
-        if pkicheck.signed_by(cert, authority):
-            authority.revoke(cert.serial_number)
-            break
-    else:
-        raise CertsMissing(f"{name} was not issued by the lab's CAs: nothing to revoke")
-    pemfile.write_file(lay.crl, crls.bundle(authorities, now - pki.CLOCK_SKEW))
-    return cert.serial_number
+    partner = pkicheck.load_ca_or_none(lay.partner_cert, lay.partner_key)
+    for crl_path, authorities in ((lay.crl, _authorities(lay)), (lay.partner_crl, (partner,) if partner else ())):
+        crls.keep_revocations(crl_path, authorities)
+        for authority in authorities:
+            if pkicheck.signed_by(cert, authority):
+                authority.revoke(cert.serial_number)
+                pemfile.write_file(crl_path, crls.bundle(authorities, now - pki.CLOCK_SKEW))
+                return cert.serial_number
+    raise CertsMissing(f"{name} was not issued by the lab's CAs: nothing to revoke")
 
 
 def crl_bundle(root: Path, *, last_update: dt.datetime, next_update: dt.datetime) -> bytes:

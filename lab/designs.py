@@ -145,6 +145,27 @@ ALB_HEADERS = BackendListener("alb-headers", 8444, "X-Amzn-Mtls-* headers", "bac
     subject="X-Amzn-Mtls-Clientcert-Subject", issuer="X-Amzn-Mtls-Clientcert-Issuer",
     serial="X-Amzn-Mtls-Clientcert-Serial-Number", validity="X-Amzn-Mtls-Clientcert-Validity",
     leaf="X-Amzn-Mtls-Clientcert-Leaf"))
+ALB_CHAIN_HEADER = "X-Amzn-Mtls-Clientcert"  # passthrough: the client's whole chain
+# AWS's listener attributes routing.http.request.<attribute>.header_name rename the ALB's
+# mTLS headers (LAB_ALB_MTLS_HEADER_NAMES): attribute -> IdentityHeaders field ("chain": the above).
+ALB_HEADER_ATTRIBUTES = {
+    "x_amzn_mtls_clientcert_serial_number": "serial", "x_amzn_mtls_clientcert_issuer": "issuer",
+    "x_amzn_mtls_clientcert_subject": "subject", "x_amzn_mtls_clientcert_validity": "validity",
+    "x_amzn_mtls_clientcert_leaf": "leaf", "x_amzn_mtls_clientcert": "chain"}
+
+
+def alb_header_names(renamed=()) -> dict:
+    """The ALB's mTLS header names, field -> name, after ``renamed`` ((field, name) pairs)."""
+    h = ALB_HEADERS.headers
+    return {"subject": h.subject, "issuer": h.issuer, "serial": h.serial, "validity": h.validity,
+            "leaf": h.leaf, "chain": ALB_CHAIN_HEADER, **dict(renamed)}
+
+
+def alb_headers_listener(renamed=()) -> BackendListener:
+    """ALB_HEADERS reading the renamed headers (what the backends' alb-headers listener believes)."""
+    names = alb_header_names(renamed)
+    del names["chain"]
+    return replace(ALB_HEADERS, headers=IdentityHeaders(**names))
 
 # CloudFront's names for the viewer's certificate (the origin reads them from CloudFront only).
 CLOUDFRONT_HEADERS = BackendListener(

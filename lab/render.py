@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import jinja2
@@ -28,6 +28,7 @@ from .certs import HEALTH_CN, SERVER_NAME, Layout
 from .pemfile import write_file
 from . import connlog, designs, resources
 from .designs import BACKEND_LISTENERS, LOAD_BALANCERS, RENDER_PORT
+from .generation import fingerprint as _generation
 from .settings import BACKENDS, Settings
 
 BANNER = "Rendered by `lab` from {template}: edit the template, not this file."
@@ -185,6 +186,9 @@ def haproxy_cfg(settings: Settings, service: str = "nlb", env: jinja2.Environmen
         connlog=connlog.formats(service, settings.project) if lb.connection_log else None,
         stickiness=settings.nlb_stickiness,
         stick_reset=stick_reset(settings, service),
+        alb_mtls={"ignore_expiry": settings.alb_ignore_client_cert_expiry,
+                  "advertise_ca_names": settings.alb_advertise_ca_names,
+                  "headers": designs.alb_header_names(settings.alb_mtls_header_names)},
     )
 
 
@@ -217,9 +221,11 @@ def nginx_conf(settings: Settings, name: str, env: jinja2.Environment | None = N
         load_balancers=http_lbs,
         # the designs whose load balancer verified the client and names it in headers
         # (one server block per listener, however many of a load balancer's designs use it)
-        header_listeners=list({d.target.name: {"listener": d.target, "lb": d.service.replace("-", "_"),
+        header_listeners=list({d.target.name: {"listener": _renamed(d.target, settings),
+                                               "lb": d.service.replace("-", "_"),
                                                "lb_ip": settings.lb_ips(d.service)[1]}
                                for d in designs.DESIGNS.values() if d.target.headers}.values()),
+        alb_chain_header=designs.alb_header_names(settings.alb_mtls_header_names)["chain"],
         verifier_ip=settings.verifier_ip,
         hops=[{"listener": l["design"], "waf_port": l["waf_port"], "inner_port": l["inner_port"]}
               for l in listeners(wafs[name])] if name in wafs else [],
@@ -233,28 +239,25 @@ def nginx_conf(settings: Settings, name: str, env: jinja2.Environment | None = N
     )
 
 
-def _mounted(settings: Settings) -> list[Path]:
-    """The certificate files the servers load (a change needs a reload to take effect); a key
-    is renewed with its certificate, so the certificates stand for them."""
-    lay = Layout(Path(settings.certs_dir))
-    return [lay.ca_cert, lay.crl, lay.server_cert, lay.health_cert]
+def _renamed(listener, settings: Settings):
+    """A backend listener as it reads its headers: the ALB's after LAB_ALB_MTLS_HEADER_NAMES."""
+    if listener.name == designs.ALB_HEADERS.name:
+        return designs.alb_headers_listener(settings.alb_mtls_header_names)
+    return listener
 
 
-def _generation(settings: Settings) -> str:
-    """A fingerprint of everything a rendering depends on: settings, templates, and the CA,
-    CRL and certificates the servers load. The running servers report theirs, so `lab
-    reload` knows when the new one serves."""
-    # what the user chose and what the lab inferred render alike: fingerprint the values only
-    values = replace(settings, designs_auto=False, internet_auto=False, vpc_auto=False)
-    digest = hashlib.sha256(repr(values).encode())
-    for template in sorted(resources.path("nginx").glob("*.j2")) + sorted(resources.path("haproxy").glob("*.j2")):
-        digest.update(template.read_bytes())
-    for path in _mounted(settings):
-        digest.update(path.read_bytes() if path.exists() else b"-")
-    return digest.hexdigest()[:12]
+def _alb_trust_store(settings: Settings, lay: Layout, folder: Path) -> dict:
+    """The ALB verify listener's trust store (LAB_ALB_TRUST_STORE): one CA bundle and the CRLs
+    of its CAs, as AWS takes them (alb-ca.pem, alb-crl.pem); empty until the PKI exists."""
+    sources = [(lay.ca_cert, lay.crl)] + ([(lay.partner_cert, lay.partner_crl)]
+                                          if settings.alb_trust_store == "lab+partner" else [])
+    if not all(path.exists() for pair in sources for path in pair):
+        return {}
+    return {folder / "alb-ca.pem": b"".join(ca.read_bytes() for ca, _ in sources),
+            folder / "alb-crl.pem": b"".join(crl.read_bytes() for _, crl in sources)}
 
 
-generation = _generation
+generation = _generation  # the running servers report it: lab reload waits for it
 
 
 def modsecurity_conf(env: jinja2.Environment | None = None) -> str:
@@ -360,6 +363,7 @@ def render(settings: Settings, images: dict, staged: bool = False, owner: tuple 
     # So is the stick-reset Lua: the staged haproxy.cfg that `haproxy -c` checks loads it by name.
     trust.update({build / "haproxy" / lb / STICK_RESET_LUA: stick_reset_lua(settings, lb, env).encode()
                   for lb in LOAD_BALANCERS if stick_reset(settings, lb)})
+    trust.update(_alb_trust_store(settings, lay, build / "trust"))
     previous = {path: (path.read_bytes() if path.exists() else None) for path in trust} if staged else {}
     for lb in LOAD_BALANCERS:  # the control sockets' folder: the operator's only
         run_dir = build / "run" / lb

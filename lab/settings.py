@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from . import designs as designs_mod
 from . import resources
 from .errors import SettingsError
 from .pki import KEY_TYPES
+from .values import (_port, _int, _subnet, _flag, _time_ms, _time, _delay, _path, _header_names, _PROJECT_RE)
 
 REPO_ROOT = resources.CHECKOUT  # the source checkout (tests and docs refer to it)
 
@@ -38,6 +38,11 @@ DEFAULTS = {
     "LAB_DEREGISTRATION_DELAY": "300s",
     "LAB_DEREGISTRATION_CONNECTION_TERMINATION": "off",
     "LAB_NLB_STICKINESS": "aws",
+    # ALB mutual-TLS listener options, off as AWS's defaults (docs/aws-parity.md)
+    "LAB_ALB_IGNORE_CLIENT_CERT_EXPIRY": "off",
+    "LAB_ALB_ADVERTISE_CA_NAMES": "off",
+    "LAB_ALB_MTLS_HEADER_NAMES": "",
+    "LAB_ALB_TRUST_STORE": "lab",
 }
 
 BACKENDS = tuple(designs_mod.BACKENDS)
@@ -47,103 +52,8 @@ BIND_CHOICES = ("127.0.0.1", "0.0.0.0")  # the designs' listeners; diagnostics s
 # The NLB's stick table on a target's health change or (de)registration: "aws" resets it, as
 # AWS says an NLB might (docs/aws-parity.md); "haproxy" keeps re-pinned clients where they are.
 STICKINESS_CHOICES = ("aws", "haproxy")
-
-_PROJECT_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
-_HAPROXY_TIME_RE = re.compile(r"^[1-9][0-9]*(ms|s|m|h|d)$")
-
-
-def _port(var: str, raw: str) -> int:
-    try:
-        value = int(raw)
-    except ValueError:
-        raise SettingsError(f"{var}={raw!r} is not a port number: use 1-65535, or 0 for any free port") from None
-    if not 0 <= value <= 65535:
-        raise SettingsError(f"{var}={value} is out of range: use 1-65535, or 0 for any free port")
-    return value
-
-
-def _int(var: str, raw: str, lo: int, hi: int) -> int:
-    try:
-        value = int(raw)
-    except ValueError:
-        raise SettingsError(f"{var}={raw!r} is not a whole number: use {lo}-{hi}") from None
-    if not lo <= value <= hi:
-        raise SettingsError(f"{var}={value} is out of range: use {lo}-{hi}")
-    return value
-
-
-def _subnet(var: str, raw: str) -> ipaddress.IPv4Network:
-    try:
-        net = ipaddress.IPv4Network(raw, strict=True)
-    except ValueError as exc:
-        raise SettingsError(f"{var}={raw!r} is not an IPv4 subnet ({exc}): use e.g. 203.0.113.0/24") from None
-    if net.prefixlen > 24:
-        raise SettingsError(f"{var}={raw} is too small: the lab needs a /24 or larger, e.g. 203.0.113.0/24")
-    if net.is_loopback or net.is_multicast or net.is_link_local:
-        raise SettingsError(f"{var}={raw} is a reserved range: use e.g. 203.0.113.0/24")
-    return net
-
-
-def _flag(var: str, raw: str) -> bool:
-    value = raw.strip().lower()
-    if value in ("", "0", "off", "no", "false"):
-        return False
-    if value in ("1", "on", "yes", "true"):
-        return True
-    raise SettingsError(f"{var}={raw!r}: use on or off")
-
-
-_TIME_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
-HAPROXY_MAX_MS = 2**31 - 1  # HAProxy keeps timers in ms in a signed 32-bit int: above is "timer overflow"
-
-
-def _time_ms(raw: str) -> int | None:
-    """Milliseconds in a HAProxy time such as "30m", or None when it is not one."""
-    m = _HAPROXY_TIME_RE.fullmatch(raw)
-    return int(raw[:m.start(1)]) * _TIME_UNIT_MS[m.group(1)] if m else None
-
-
-def _time(var: str, raw: str) -> str:
-    ms = _time_ms(raw)
-    if ms is None:
-        raise SettingsError(f"{var}={raw!r} is not a HAProxy time: use a number and a unit, e.g. 30m, 90s, 2h")
-    if ms > HAPROXY_MAX_MS:
-        raise SettingsError(f"{var}={raw} is too long: HAProxy's maximum is 24d "
-                            f"({HAPROXY_MAX_MS} ms), use e.g. 30m, 12h or 24d")
-    return raw
-
-
-DEREGISTRATION_DELAY_MAX_S = 3600  # AWS's range is 0-3600 seconds
-
-
-def _delay(var: str, raw: str) -> float:
-    """Seconds in a HAProxy time from 0 to AWS's 3600 s ("0" or "0s": at once)."""
-    ms = 0 if raw in ("0", "0s") else _time_ms(raw)
-    if ms is None or ms > DEREGISTRATION_DELAY_MAX_S * 1000:
-        raise SettingsError(f"{var}={raw!r}: use a time from 0s to {DEREGISTRATION_DELAY_MAX_S}s "
-                            "(AWS's range), e.g. 300s, 5m or 3s")
-    return ms / 1000
-
-
-_PATH_BAD_CHARS = (":", "'", '"', "$", "\n")
-
-
-def _path(var: str, value) -> None:
-    """Refuse a folder compose's `src:dst:ro` volumes or the quoted env file cannot carry."""
-    path = Path(value)
-    candidates = [str(path.absolute())]
-    try:
-        candidates.append(str(path.resolve()))
-    except (OSError, RuntimeError):  # a symlink loop: the absolute path is all there is
-        pass
-    for text in candidates:
-        for ch in _PATH_BAD_CHARS:
-            if ch in text:
-                example = ("LAB_CERTS_DIR=~/mtls-lab/certs" if var == "LAB_CERTS_DIR" else
-                           "LAB_HOME=~/mtls-lab or --workdir ~/mtls-lab (the default is the checkout, else ./.lab)")
-                raise SettingsError(f"{var}={text!r} contains {ch!r}, which compose volumes and the lab's "
-                                    f"env file cannot carry: choose a folder without it, e.g. {example}")
-
+# The ALB verify listener's trust store: the lab CA (its chain and CRLs), or also the partner CA's
+ALB_TRUST_STORES = ("lab", "lab+partner")
 
 # The client container's extra addresses have roles (ClientPool): at least six users, a
 # probe address for `lab compare` and one for the demos.
@@ -202,6 +112,11 @@ class Settings:
     internet_auto: bool = False
     vpc_auto: bool = False
     home: Path = field(default_factory=resources.default_home)
+    # ALB mutual-TLS listener options (AWS's MutualAuthentication and listener attributes)
+    alb_ignore_client_cert_expiry: bool = _flag("", DEFAULTS["LAB_ALB_IGNORE_CLIENT_CERT_EXPIRY"])
+    alb_advertise_ca_names: bool = _flag("", DEFAULTS["LAB_ALB_ADVERTISE_CA_NAMES"])
+    alb_mtls_header_names: tuple = ()  # (IdentityHeaders field or "chain", header name): renamed only
+    alb_trust_store: str = DEFAULTS["LAB_ALB_TRUST_STORE"]
     certs_dir: Path = field(default=None)  # type: ignore[assignment]
 
     def __post_init__(self):
@@ -221,6 +136,9 @@ class Settings:
                                 "target's health or registration changes) or haproxy (keep them)")
         if self.key_type is not None and self.key_type not in KEY_TYPES:
             raise SettingsError(f"LAB_KEY_TYPE={self.key_type!r}: use one of {', '.join(KEY_TYPES)}")
+        if self.alb_trust_store not in ALB_TRUST_STORES:
+            raise SettingsError(f"LAB_ALB_TRUST_STORE={self.alb_trust_store!r}: use {' or '.join(ALB_TRUST_STORES)} "
+                                "(the lab CA, or also the partner CA)")
         if self.certs_dir is None:
             object.__setattr__(self, "certs_dir", Path(self.home) / "certs")
         _path("LAB_HOME", self.home)  # also --workdir, and the checkout when it is the default
@@ -263,6 +181,11 @@ class Settings:
             vpc_auto="LAB_VPC_SUBNET" not in env,
             home=home,
             certs_dir=Path(env["LAB_CERTS_DIR"]) if env.get("LAB_CERTS_DIR") else None,  # None: home/certs
+            alb_ignore_client_cert_expiry=_flag("LAB_ALB_IGNORE_CLIENT_CERT_EXPIRY",
+                                                get("LAB_ALB_IGNORE_CLIENT_CERT_EXPIRY")),
+            alb_advertise_ca_names=_flag("LAB_ALB_ADVERTISE_CA_NAMES", get("LAB_ALB_ADVERTISE_CA_NAMES")),
+            alb_mtls_header_names=_header_names("LAB_ALB_MTLS_HEADER_NAMES", get("LAB_ALB_MTLS_HEADER_NAMES")),
+            alb_trust_store=get("LAB_ALB_TRUST_STORE").strip(),
         )
         values.update(overrides)
         return cls(**values)

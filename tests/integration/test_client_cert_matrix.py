@@ -39,6 +39,9 @@ CASES = [
     ("rogue-ca", "rogue-ca", None, refused("FAILED:unable to verify the first certificate")),
     ("self-signed", "self-signed", None, refused("FAILED:unable to get certificate CRL")),
     ("no-client-eku", "no-client-eku", None, refused("FAILED:unsuitable certificate purpose")),
+    # the partner CA is trusted by the ALB alone, on request (tests/integration/test_alb_options.py)
+    ("partner", "partner", None, refused("FAILED:unable to verify the first certificate")),
+    ("partner-revoked", "partner-revoked", None, refused("FAILED:unable to verify the first certificate")),
     ("alice-tls1.0", "alice", "TLSv1", (0, "TLSV1_ALERT_PROTOCOL_VERSION")),
     ("alice-tls1.1", "alice", "TLSv1_1", (0, "TLSV1_ALERT_PROTOCOL_VERSION")),
     ("alice-tls1.2", "alice", "TLSv1_2", OK),
