@@ -43,6 +43,15 @@ def _pool_overlap(exc: CommandFailed) -> bool:
     return "Pool overlaps" in exc.stdout or "overlaps with other one" in exc.stdout
 
 
+def _known_image_refs() -> dict:
+    """The image tags this checkout builds, or none without an engine (compose can still
+    parse a compose file whose images are named `unbuilt/<role>`)."""
+    try:
+        return images.image_refs(docker_env.client())
+    except (LabError, docker.errors.DockerException):
+        return {}
+
+
 def _clean_env() -> dict:
     """The caller's environment minus compose/lab variables: the env file is the truth."""
     return {k: v for k, v in os.environ.items()
@@ -115,12 +124,8 @@ class Stack:
     def _write_topology(self) -> None:
         """The compose file for these settings, with the images this checkout builds (the
         configs stay as rendered: `lab up` or `lab reload` renders them)."""
-        try:
-            refs = images.image_refs(docker_env.client())
-        except (LabError, docker.errors.DockerException):
-            refs = {}  # no engine: compose can still parse the file
         recorded = read_env_file(self.compose.env_file)
-        text = render.compose_yaml(self.settings, refs, recorded.get("LAB_CONFIG_HASH", "none"))
+        text = render.compose_yaml(self.settings, _known_image_refs(), recorded.get("LAB_CONFIG_HASH", "none"))
         pemfile.write_file(self.compose.compose_file, text.encode())
 
     def _recorded(self, settings: Settings) -> Settings:
@@ -215,11 +220,7 @@ class Stack:
         """Stop and remove the project's containers, networks and volumes."""
         if not (self.compose.env_file.exists() and self.compose.compose_file.exists()):
             # Never rendered here: compose still needs a file to find the project's services.
-            try:
-                refs = images.image_refs(docker_env.client())
-            except (LabError, docker.errors.DockerException):
-                refs = {}
-            render.render(self.settings, refs)
+            render.render(self.settings, _known_image_refs())
         every_profile = [arg for name in DESIGNS for arg in ("--profile", name)]
         self.compose.run(*every_profile, "down", "--volumes", "--remove-orphans", "--timeout", "2")
         if ui:
