@@ -14,7 +14,7 @@ import secrets
 from .answer import Answer
 from .client import Container, Listener
 from .containers import ClientContainer
-from .designs import BACKEND_LISTENERS, BACKENDS, DESIGNS, LOAD_BALANCERS
+from .designs import BACKEND_LISTENERS, BACKENDS, DESIGNS, load_balancer
 from .errors import NotReached
 from .stack import Stack
 
@@ -109,7 +109,7 @@ def probe_design(stack: Stack, client: Listener) -> dict:
             sticky = f"cookie {cookie.split('=')[0]}" if len(pinned) == 1 else "cookie set but not honoured"
     elif len(same_ip) < 5:
         sticky = f"unknown: {5 - len(same_ip)} of 5 requests were not served by a backend"
-    elif len(set(same_ip)) == 1 and not LOAD_BALANCERS[DESIGNS[client.design].service].source_sticky:
+    elif len(set(same_ip)) == 1 and not load_balancer(client.design).source_sticky:
         sticky = f"none (only {same_ip[0]} served)"
     elif len(set(same_ip)) == 1:
         api = stack.runtime_api(DESIGNS[client.design].service)

@@ -20,7 +20,7 @@ from . import compare, containers, fault
 from .client import Host, command, request, request_many
 from .credentials import Credentials
 from .wait import wait_for
-from .designs import BACKENDS, DESIGNS, LOAD_BALANCERS
+from .designs import BACKENDS, DESIGNS, LOAD_BALANCERS, load_balancer
 from .errors import LabError
 from .stack import Stack
 
@@ -233,7 +233,7 @@ def sorry_page(show: Show):
     show.check(back.backend in ("web1", "web2"), "traffic failed back to the backends by itself")
     # one backend serving is a fail-back; the lab is as it was when every load balancer
     # has both in service again (each needs `rise` passed checks per backend)
-    for lb in sorted({DESIGNS[d].service for d in show.clients if LOAD_BALANCERS[DESIGNS[d].service].check_backend}):
+    for lb in sorted({DESIGNS[d].service for d in show.clients if load_balancer(d).check_backend}):
         api = show.stack.runtime_api(lb)
         try:
             api.wait_up(BACKENDS, timeout=30, backend=LOAD_BALANCERS[lb].check_backend)

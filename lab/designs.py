@@ -247,6 +247,7 @@ PORT_SETTINGS = {**{d.port_setting: d.host_port for d in DESIGNS.values()},
 
 
 def load_balancer(design: str) -> LoadBalancer:
+    """The load balancer whose listener ``design`` is."""
     return LOAD_BALANCERS[DESIGNS[design].service]
 
 
