@@ -69,6 +69,9 @@ VERIFY_STATUS = {
     68: "ClientCertIncompatible",  # CA signature digest algorithm too weak
 }
 UNMAPPED = "UnmappedConnectionError"
+# A connection turned away after its handshake (the NLB TLS listener's identity filters, then
+# its revocation check) carries its tls_verify_status in this variable; unset: Success.
+STATUS_VAR = "txn.lab_status"
 
 # ISO 8601 from HAProxy's pieces. ssl_c_notbefore/notafter are UTCTime strings; the validity
 # comes out of the leaf's DER in one expression (two fetches would print "--" without a
@@ -97,7 +100,7 @@ def formats(service: str, project: str) -> dict:
     # accept_date is the stream's; a refused handshake has no stream, so its line takes the
     # time of the refusal
     ok = (f"%[accept_date,{_TIME}].%[accept_date(us),mod(1000000),{_MICROS}]Z %ci %cp %fp %sslv %sslc "
-          f"{_LATENCY} {cert} Success {tail}")
+          f"{_LATENCY} {cert} %[var({STATUS_VAR},Success)] {tail}")
     error = (f"%[date,{_TIME}].%[date_us,{_MICROS}]Z %ci %cp %fp %sslv %sslc - {cert} "
              f"Failed:%[ssl_c_err,map_int(/etc/haproxy/lab/{MAP_FILE},{UNMAPPED})] {tail}")
     return {"ok": ok, "error": error, "fd": LOG_FD}

@@ -63,6 +63,7 @@ class LoadBalancer:
     verifier: bool = False     # its targets ask the chain verifier
     source_sticky: bool = False  # a stick table by client address (`lab status` shows it)
     check_backend: str = "web"   # the HAProxy backend whose checks vouch for the targets ("": it sends none)
+    identity_filters: bool = False  # its TLS listener takes AWS's identity filters (NLB TLS, 2026)
 
     def __post_init__(self):
         # each design knows its load balancer: one Design object per design, here and in DESIGNS
@@ -201,7 +202,7 @@ LOAD_BALANCERS = {lb.service: lb for lb in (
                    verifies="backend (the chain verifier)", forwards="X-Amzn-Mtls-Clientcert, X-Forwarded-For"),
         )),
     LoadBalancer(
-        "nlb-tls", "haproxy/nlb.cfg.j2", 12, 22, "nlb-tls.lab.test", source_sticky=False,
+        "nlb-tls", "haproxy/nlb.cfg.j2", 12, 22, "nlb-tls.lab.test", source_sticky=False, identity_filters=True,
         summary="HAProxy terminating TLS with client verification, round robin (AWS has no stickiness on "
                 "TLS listeners), PROXY v2 to the targets",
         designs=(Design(

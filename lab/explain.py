@@ -48,7 +48,10 @@ def _outcome(design: str, answer, record: dict | None) -> dict:
     if answer.status == 0:
         where = "load balancer" if d.terminates_tls else "backend"
         sees = f"handshake refused: alert {answer.alert}" if answer.alert else f"no HTTP answer: {answer.error}"
-        outcome = f"handshake refused at the {where}"
+        # no alert from a load balancer that ends TLS: it closed after the handshake (the NLB
+        # TLS listener's identity filters, and its revocation check behind them)
+        outcome = (f"handshake refused at the {where}" if answer.alert or not d.terminates_tls
+                   else f"closed by the {where} after the handshake")
         target = "never sees the request" if d.terminates_tls else "refuses it in the TLS handshake"
     else:
         verify = answer.client_verify

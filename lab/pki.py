@@ -142,6 +142,9 @@ def _name(common_name: str, unit: str | None = None) -> x509.Name:
 def _san(names) -> x509.SubjectAlternativeName:
     general = []
     for name in names:
+        if name.startswith("URI:"):  # a URI SAN (a SPIFFE ID, say); anything else is DNS or IP
+            general.append(x509.UniformResourceIdentifier(name[4:]))
+            continue
         try:
             general.append(x509.IPAddress(ipaddress.ip_address(name)))
         except ValueError:
@@ -303,7 +306,7 @@ class CA:
 
         Args:
             common_name: subject CN.
-            sans: DNS names and IP addresses for subjectAltName (servers need them).
+            sans: DNS names, IP addresses and "URI:..." for subjectAltName (servers need them).
             usage: "client", "server" or "both" (the extendedKeyUsage).
             key_type: "ec" or "rsa".
             not_before, not_after: validity window; defaults to now .. now+days.

@@ -26,7 +26,7 @@ import jinja2
 
 from .certs import HEALTH_CN, SERVER_NAME, Layout
 from .pemfile import write_file
-from . import connlog, designs, resources
+from . import connlog, designs, identity_filters, resources
 from .designs import BACKEND_LISTENERS, LOAD_BALANCERS, RENDER_PORT
 from .generation import fingerprint as _generation
 from .settings import BACKENDS, Settings
@@ -186,6 +186,7 @@ def haproxy_cfg(settings: Settings, service: str = "nlb", env: jinja2.Environmen
         connlog=connlog.formats(service, settings.project) if lb.connection_log else None,
         stickiness=settings.nlb_stickiness,
         stick_reset=stick_reset(settings, service),
+        nlb_tls=identity_filters.options(settings, service),
         alb_mtls={"ignore_expiry": settings.alb_ignore_client_cert_expiry,
                   "advertise_ca_names": settings.alb_advertise_ca_names,
                   "headers": designs.alb_header_names(settings.alb_mtls_header_names)},
@@ -227,6 +228,7 @@ def nginx_conf(settings: Settings, name: str, env: jinja2.Environment | None = N
                                for d in designs.DESIGNS.values() if d.target.headers}.values()),
         alb_chain_header=designs.alb_header_names(settings.alb_mtls_header_names)["chain"],
         verifier_ip=settings.verifier_ip,
+        proxy_identity=settings.nlb_tls_proxy_identity,  # the NLB TLS listener names the client in PROXY v2
         hops=[{"listener": l["design"], "waf_port": l["waf_port"], "inner_port": l["inner_port"]}
               for l in listeners(wafs[name])] if name in wafs else [],
         # leaf, intermediate, root: the longest chain the lab's clients send (carol's)
@@ -363,6 +365,7 @@ def render(settings: Settings, images: dict, staged: bool = False, owner: tuple 
     # So is the stick-reset Lua: the staged haproxy.cfg that `haproxy -c` checks loads it by name.
     trust.update({build / "haproxy" / lb / STICK_RESET_LUA: stick_reset_lua(settings, lb, env).encode()
                   for lb in LOAD_BALANCERS if stick_reset(settings, lb)})
+    trust.update(identity_filters.files(settings, build, env, BANNER.format(template=identity_filters.TEMPLATE)))
     trust.update(_alb_trust_store(settings, lay, build / "trust"))
     previous = {path: (path.read_bytes() if path.exists() else None) for path in trust} if staged else {}
     for lb in LOAD_BALANCERS:  # the control sockets' folder: the operator's only

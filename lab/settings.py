@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from . import designs as designs_mod
-from . import resources
+from . import identity_filters, resources
 from .errors import SettingsError
 from .pki import KEY_TYPES
 from .values import (_port, _int, _subnet, _flag, _time_ms, _time, _delay, _path, _header_names, _PROJECT_RE)
@@ -43,6 +43,10 @@ DEFAULTS = {
     "LAB_ALB_ADVERTISE_CA_NAMES": "off",
     "LAB_ALB_MTLS_HEADER_NAMES": "",
     "LAB_ALB_TRUST_STORE": "lab",
+    # NLB TLS listener mutual TLS: identity filters (none: every trusted certificate) and
+    # the lab's own option of naming the client to the targets in PROXY v2 (AWS sends nothing)
+    "LAB_NLB_TLS_IDENTITY_FILTERS": "",
+    "LAB_NLB_TLS_PROXY_IDENTITY": "off",
 }
 
 BACKENDS = tuple(designs_mod.BACKENDS)
@@ -54,6 +58,9 @@ BIND_CHOICES = ("127.0.0.1", "0.0.0.0")  # the designs' listeners; diagnostics s
 STICKINESS_CHOICES = ("aws", "haproxy")
 # The ALB verify listener's trust store: the lab CA (its chain and CRLs), or also the partner CA's
 ALB_TRUST_STORES = ("lab", "lab+partner")
+# LAB_NLB_TLS_PROXY_IDENTITY: "off" as AWS (the targets learn the address only), "cn" the lab's
+# option: the client certificate's CN as a PROXY v2 TLV (PP2_SUBTYPE_SSL_CN)
+PROXY_IDENTITY_CHOICES = ("off", "cn")
 
 # The client container's extra addresses have roles (ClientPool): at least six users, a
 # probe address for `lab compare` and one for the demos.
@@ -117,6 +124,8 @@ class Settings:
     alb_advertise_ca_names: bool = _flag("", DEFAULTS["LAB_ALB_ADVERTISE_CA_NAMES"])
     alb_mtls_header_names: tuple = ()  # (IdentityHeaders field or "chain", header name): renamed only
     alb_trust_store: str = DEFAULTS["LAB_ALB_TRUST_STORE"]
+    nlb_tls_identity_filters: tuple = ()  # identity_filters.Filter rules, any admits
+    nlb_tls_proxy_identity: str = DEFAULTS["LAB_NLB_TLS_PROXY_IDENTITY"]
     certs_dir: Path = field(default=None)  # type: ignore[assignment]
 
     def __post_init__(self):
@@ -139,6 +148,10 @@ class Settings:
         if self.alb_trust_store not in ALB_TRUST_STORES:
             raise SettingsError(f"LAB_ALB_TRUST_STORE={self.alb_trust_store!r}: use {' or '.join(ALB_TRUST_STORES)} "
                                 "(the lab CA, or also the partner CA)")
+        if self.nlb_tls_proxy_identity not in PROXY_IDENTITY_CHOICES:
+            raise SettingsError(f"LAB_NLB_TLS_PROXY_IDENTITY={self.nlb_tls_proxy_identity!r}: use off (as AWS: "
+                                "the targets learn the client's address only) or cn (the lab's option: "
+                                "the certificate's CN in the PROXY v2 header)")
         if self.certs_dir is None:
             object.__setattr__(self, "certs_dir", Path(self.home) / "certs")
         _path("LAB_HOME", self.home)  # also --workdir, and the checkout when it is the default
@@ -186,6 +199,8 @@ class Settings:
             alb_advertise_ca_names=_flag("LAB_ALB_ADVERTISE_CA_NAMES", get("LAB_ALB_ADVERTISE_CA_NAMES")),
             alb_mtls_header_names=_header_names("LAB_ALB_MTLS_HEADER_NAMES", get("LAB_ALB_MTLS_HEADER_NAMES")),
             alb_trust_store=get("LAB_ALB_TRUST_STORE").strip(),
+            nlb_tls_identity_filters=identity_filters.parse(get("LAB_NLB_TLS_IDENTITY_FILTERS")),
+            nlb_tls_proxy_identity=get("LAB_NLB_TLS_PROXY_IDENTITY").strip().lower(),
         )
         values.update(overrides)
         return cls(**values)
