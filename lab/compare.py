@@ -80,7 +80,10 @@ def probe_design(stack: Stack, client: Listener) -> dict:
     subject = alice.json.get("client_subject", "")
     if auth_ok and subject:
         via = BACKEND_LISTENERS.get(alice.json.get("listener"))
-        identity = f"yes, {via.identity if via else '?'} ({subject.split(',')[0]})"
+        how = via.identity if via else "?"
+        if "not forwarded" in how:  # the NLB TLS listener with the lab's PROXY v2 option: it says how
+            how = alice.json.get("identity_source") or how
+        identity = f"yes, {how} ({subject.split(',')[0]})"
     elif auth_ok:
         identity = "no: verified at the LB, not forwarded"
     else:
