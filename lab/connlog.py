@@ -20,6 +20,7 @@ import hashlib
 import re
 from pathlib import Path
 
+from . import cfconnlog
 from .designs import DESIGNS, LOAD_BALANCERS
 
 FIELDS = ("timestamp", "client_ip", "client_port", "listener_port", "tls_protocol", "tls_cipher",
@@ -95,6 +96,9 @@ def elb_id(service: str, project: str) -> str:
 
 def formats(service: str, project: str) -> dict:
     """HAProxy's `log-format` (established) and `error-log-format` (refused) for ``service``."""
+    if LOAD_BALANCERS[service].log_format == "cloudfront":
+        return {**cfconnlog.formats(project, STATUS_VAR, _VALIDITY, f"/etc/haproxy/lab/{cfconnlog.MAP_FILE}"),
+                "fd": LOG_FD}
     tail = f"{_TRACE} %[ssl_fc_curve] {elb_id(service, project)} %fi"
     cert = f"{_SUBJECT} {_VALIDITY} %[ssl_c_serial,hex]"
     # accept_date is the stream's; a refused handshake has no stream, so its line takes the
@@ -111,6 +115,13 @@ def verify_map() -> str:
     return "".join(f"{number} {code}\n" for number, code in sorted(VERIFY_STATUS.items()))
 
 
+def map_file(service: str) -> tuple[str, str]:
+    """(file name, contents) of the status map beside ``service``'s haproxy.cfg."""
+    if LOAD_BALANCERS[service].log_format == "cloudfront":
+        return cfconnlog.MAP_FILE, cfconnlog.status_map()
+    return MAP_FILE, verify_map()
+
+
 def services() -> tuple:
     """The load balancers that write connection logs."""
     return tuple(lb.service for lb in LOAD_BALANCERS.values() if lb.connection_log)
@@ -125,7 +136,10 @@ _TOKEN = re.compile(r'"[^"]*"|\S+')
 
 def parse(line: str) -> dict | None:
     """One connection-log line -> {field: value}, or None for anything else (HAProxy's own
-    notices, such as a proxy stopping at a reload, go to the same file)."""
+    notices, such as a proxy stopping at a reload, go to the same file). CloudFront's lines
+    carry their own fields and the ELB ones the readers use (lab/cfconnlog.py)."""
+    if line.startswith("{"):  # CloudFront's JSON objects
+        return cfconnlog.parse(line.strip())
     tokens = _TOKEN.findall(line.strip())
     if len(tokens) != len(FIELDS) or not re.match(r"\d{4}-\d\d-\d\dT", tokens[0]):
         return None

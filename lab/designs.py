@@ -43,8 +43,9 @@ class Design:
 
     @property
     def connection_log(self) -> bool:
-        """It writes AWS-style connection logs: the load balancer ends mutual TLS (lab/connlog.py)."""
-        return self.mode in ("verify", "chain")
+        """It writes AWS-style connection logs: the load balancer ends mutual TLS (lab/connlog.py,
+        CloudFront's lab/cfconnlog.py)."""
+        return self.mode in ("verify", "chain", "required", "optional")
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,7 @@ class LoadBalancer:
     source_sticky: bool = False  # a stick table by client address (`lab status` shows it)
     check_backend: str = "web"   # the HAProxy backend whose checks vouch for the targets ("": it sends none)
     identity_filters: bool = False  # its TLS listener takes AWS's identity filters (NLB TLS, 2026)
+    log_format: str = "elb"    # its connection logs: "elb" (ALB, NLB TLS) or "cloudfront" (lab/cfconnlog.py)
 
     def __post_init__(self):
         # each design knows its load balancer: one Design object per design, here and in DESIGNS
@@ -213,6 +215,7 @@ LOAD_BALANCERS = {lb.service: lb for lb in (
     LoadBalancer(
         # CloudFront sends its origins no health checks (docs/aws-parity.md)
         "cloudfront", "haproxy/cloudfront.cfg.j2", 15, 25, "cdn.lab.test", waf=True, check_backend="",
+        log_format="cloudfront",
         summary="HAProxy in HTTP mode standing in for CloudFront with viewer mutual TLS and AWS WAF, "
                 "the backends as a VPC origin",
         designs=(

@@ -353,7 +353,8 @@ def render(settings: Settings, images: dict, staged: bool = False, owner: tuple 
     for lb in LOAD_BALANCERS:
         configs[lb] = {build / "haproxy" / lb / "haproxy.cfg": haproxy_cfg(settings, lb, env, gen, owner).encode()}
         if LOAD_BALANCERS[lb].connection_log:
-            configs[lb][build / "haproxy" / lb / connlog.MAP_FILE] = connlog.verify_map().encode()
+            map_name, map_text = connlog.map_file(lb)
+            configs[lb][build / "haproxy" / lb / map_name] = map_text.encode()
     for name in BACKENDS + ("sorry", *waf_services()):
         configs[name] = {build / "nginx" / name / "nginx.conf": nginx_conf(settings, name, env, gen).encode(),
                          build / "nginx" / name / "modsecurity.conf": modsecurity_conf(env).encode()}

@@ -3,12 +3,13 @@ matrix through the listeners where the load balancer ends mutual TLS, exactly on
 connection in build/<project>/logs/<lb>/connection.log, AWS's fields in AWS's order and
 AWS's tls_verify_status codes (/work/research/alb-mtls.md section 7)."""
 
+import json
 import re
 import time
 
 import pytest
 
-from lab import connlog
+from lab import cfconnlog, connlog
 from lab.client import Listener
 from lab.designs import DESIGNS
 
@@ -120,7 +121,7 @@ def test_listeners_without_mutual_tls_at_the_load_balancer_write_none(lab, liste
     time.sleep(1)
     fresh = [line for p, size in zip(logs, sizes) for line in p.read_text()[size:].splitlines()]
     assert not [line for line in fresh if f" {source} " in line], fresh
-    assert set(connlog.services()) == {"alb", "nlb-tls"}
+    assert set(connlog.services()) == {"alb", "nlb-tls", "cloudfront"}
 
 
 def test_lab_logs_connection_prints_the_lines(lab, lab_cli, listeners):
@@ -132,3 +133,39 @@ def test_lab_logs_connection_prints_the_lines(lab, lab_cli, listeners):
     assert lines and all(connlog.parse(line)["listener_port"] == "443" for line in lines)
     refused = lab_cli("logs", "--connection", "alb")
     assert refused.returncode == 1 and "keeps no connection log" in refused.stderr
+
+
+# CloudFront's own connection log (lab/cfconnlog.py): its JSON objects, its field names and codes.
+# client -> (connectionStatus in required mode, in optional mode)
+CLOUDFRONT = {
+    "alice": ("Success", "Success"),
+    "expired": ("Failed:ClientCertExpired", "Failed:ClientCertExpired"),
+    "rogue-ca": ("Failed:ClientCertUntrusted", "Failed:ClientCertUntrusted"),
+    "no-client-eku": ("Failed:ClientCertIntentInvalid", "Failed:ClientCertIntentInvalid"),
+    None: ("Failed:ClientCertMissing", "Success"),   # optional mode admits a viewer without one
+}
+
+
+@pytest.mark.parametrize("design", ["cloudfront-mtls", "cloudfront-mtls-optional"])
+@pytest.mark.parametrize("client", list(CLOUDFRONT), ids=lambda c: c or "no-certificate")
+def test_cloudfront_writes_its_own_format(lab, listeners, design, client):
+    status = CLOUDFRONT[client][design.endswith("optional")]
+    source = lab.settings.client_pool.users[5 + list(CLOUDFRONT).index(client) % 3]
+    before = len(connlog.read(lab.settings.build_dir, design))
+    listeners[design].get(client, source)
+    lines = new_lines(lab, design, source, before)
+    assert len(lines) == 1, lines
+    record = lines[0]
+    assert record["line"].startswith('{"eventTimestamp":"') and list(json.loads(record["line"])) == list(cfconnlog.FIELDS)
+    assert record["connectionStatus"] == status
+    assert record["distributionId"] == cfconnlog.distribution_id(lab.settings.project) + str(DESIGNS[design].container_port)
+    assert record["clientPort"].isdigit() and record["tlsSni"] == "www.lab.test"
+    assert (record["tlsHandshakeDuration"] != "-") == (status == "Success")
+    if client:
+        assert record["clientLeafCertSubject"] == f"O=mTLS Lab, OU=clients, CN={client}", record
+        assert re.fullmatch(r"[0-9a-f]{2}(:[0-9a-f]{2})+", record["clientLeafCertSerialNumber"]), record
+        assert VALIDITY.match(record["clientLeafCertValidity"]), record
+    else:
+        assert (record["clientLeafCertSubject"], record["clientLeafCertSerialNumber"]) == ("-", "-")
+    # none of the ELB format's fields: each service writes its own
+    assert "tls_verify_status" not in json.loads(record["line"])

@@ -5,7 +5,7 @@ test_connection_logs.py."""
 import yaml
 import pytest
 
-from lab import connlog, render
+from lab import cfconnlog, connlog, render
 from lab.settings import Settings
 
 AWS_CODES = {"ClientCertMaxChainDepthExceeded", "ClientCertMaxSizeExceeded", "ClientCertCrlHit",
@@ -52,11 +52,33 @@ def test_the_formats_have_fifteen_fields_and_refusals_no_latency():
 def test_render_writes_the_map_and_mounts_the_log(tmp_path):
     s = Settings.from_env(env={"LAB_HOME": str(tmp_path), "LAB_NLB_PORT": "0"})
     services = yaml.safe_load(render.compose_yaml(s, {}, "h"))["services"]
-    for lb in ("alb", "nlb-tls"):
+    for lb in ("alb", "nlb-tls", "cloudfront"):
         assert f"{s.build_dir.resolve()}/logs/{lb}:/var/log/lab" in services[lb]["volumes"]
         assert services[lb]["command"][-1].endswith("3>>/var/log/lab/connection.log")
-    assert "command" not in services["nlb"] and "command" not in services["cloudfront"]
+    assert "command" not in services["nlb"]
     alb = render.haproxy_cfg(s, "alb")
     assert alb.count("log fd@3 format raw") == 2 and alb.count("error-log-format") == 2
-    assert "log fd@3" not in render.haproxy_cfg(s, "nlb") and "log fd@3" not in render.haproxy_cfg(s, "cloudfront")
+    assert "log fd@3" not in render.haproxy_cfg(s, "nlb")
+    cloudfront = render.haproxy_cfg(s, "cloudfront")
+    assert cloudfront.count("log fd@3 format raw") == 2 and '"connectionStatus":"Failed:%[ssl_c_err,map_int(' in cloudfront
     assert "option dontlog-normal" not in render.haproxy_cfg(s, "nlb-tls")
+
+
+def test_cloudfront_lines_parse_into_their_fields_and_the_readers_ones():
+    line = ('{"eventTimestamp":"1796167814925","connectionId":"7e8d","connectionStatus":"Failed:ClientCertExpired",'
+            '"clientIp":"198.18.30.1","clientPort":"45442","serverIp":"198.18.30.15","distributionId":"E58A904CCA8454",'
+            '"distributionTenantId":"-","tlsProtocol":"TLSv1.3","tlsCipher":"TLS_AES_256_GCM_SHA384",'
+            '"tlsHandshakeDuration":"-","tlsSni":"www.lab.test","clientLeafCertSerialNumber":"4c:63:04",'
+            '"clientLeafCertSubject":"O=mTLS Lab, OU=clients, CN=expired","clientLeafCertIssuer":"O=mTLS Lab, CN=Root",'
+            '"clientLeafCertValidity":"NotBefore=2026-11-01T23:17:59Z;NotAfter=2026-11-30T23:17:59Z",'
+            '"connectionLogCustomData":"-"}')
+    record = connlog.parse(line)
+    assert list(record)[:len(cfconnlog.FIELDS)] == list(cfconnlog.FIELDS)
+    assert (record["timestamp"], record["listener_port"], record["tls_verify_status"]) == (
+        "2026-12-01T23:30:14.925000Z", "8454", "Failed:ClientCertExpired")
+    assert record["leaf_client_cert_serial_number"] == "4C6304"
+    assert connlog.parse(line.replace('"connectionId":"7e8d",', "")) is None   # not CloudFront's fields
+    assert connlog.parse("{not json") is None
+    # CloudFront's own vocabulary: no CRL code, a missing certificate has one
+    assert "ClientCertCrlHit" not in cfconnlog.status_map() and "0 ClientCertMissing" in cfconnlog.status_map()
+    assert len(cfconnlog.distribution_id("p") + "8454") == 14
