@@ -22,6 +22,7 @@ designs to run beside the NLB (default: none).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 
@@ -78,6 +79,16 @@ class RunningLab:
     @property
     def runtime_api(self) -> RuntimeAPI:
         return self.stack.runtime_api()
+
+    @contextlib.contextmanager
+    def reloaded(self, services, **changes):
+        """The running lab with ``services`` reloaded on settings with ``changes``; the
+        defaults back afterwards, whatever the test did."""
+        Stack(self.settings.with_(**changes)).reload(dc=self.dc, services=services)
+        try:
+            yield
+        finally:
+            self.stack.reload(dc=self.dc, services=services)
 
 
 class _FromIP:

@@ -5,7 +5,6 @@ Each test reloads the running ALB (and, for renamed headers, the backends) with 
 changed, then puts the defaults back.
 """
 
-import contextlib
 import urllib.parse
 
 import pytest
@@ -27,16 +26,6 @@ def source(lab):
     return lab.settings.client_pool.users[3]
 
 
-@contextlib.contextmanager
-def reloaded(lab, dc, services=("alb",), **changes):
-    """The running lab with ``services`` reloaded on changed settings; the defaults after."""
-    type(lab.stack)(lab.settings.with_(**changes)).reload(dc=dc, services=services)
-    try:
-        yield
-    finally:
-        lab.stack.reload(dc=dc, services=services)
-
-
 def serving(listener, source, client="alice"):
     """Wait until ``listener`` serves ``client`` (a reloaded ALB re-checks its targets)."""
     return wait_for(lambda: (a := listener.get(client, source)).status == 200 and a, 15,
@@ -52,7 +41,7 @@ def test_ignoring_expiry_admits_the_expired_client_and_nothing_else(lab, docker_
     verify = clients["alb-mtls-verify"]
     # negative control, the default (off): refused in the handshake
     assert refused_with(verify.get("expired", source), "certificate expired")
-    with reloaded(lab, docker_client, alb_ignore_client_cert_expiry=True):
+    with lab.reloaded(("alb",), alb_ignore_client_cert_expiry=True):
         serving(verify, source)
         expired = verify.get("expired", source)
         assert expired.status == 200 and expired.json["client_subject"].startswith("CN=expired,"), expired.body
@@ -91,7 +80,7 @@ def test_ca_names_are_advertised_only_when_asked(lab, docker_client, clients, so
     assert verify.get("alice", source).status == 200
     # passthrough has no trust store to advertise, whatever the setting
     assert asked(handshake(clients["alb-mtls-passthrough"])) == (True, False, False)
-    with reloaded(lab, docker_client, alb_advertise_ca_names=True):
+    with lab.reloaded(("alb",), alb_advertise_ca_names=True):
         serving(verify, source)
         assert asked(handshake(verify)) == (True, True, True)
         assert asked(handshake(clients["alb-mtls-passthrough"])) == (True, False, False)
@@ -105,12 +94,12 @@ def test_renamed_headers_carry_the_identity_and_the_old_names_are_gone(lab, dock
     verify = clients["alb-mtls-verify"]
     renamed = Settings.from_env(env={"LAB_ALB_MTLS_HEADER_NAMES": RENAMED}).alb_mtls_header_names
     alice = pemfile.load_cert(certs.Layout(certs_dir).client_cert("alice"))
-    with reloaded(lab, docker_client, services=("alb",), alb_mtls_header_names=renamed):
+    with lab.reloaded(("alb",), alb_mtls_header_names=renamed):
         # negative control: backends still reading AWS's names find nothing under them
         refused = wait_for(lambda: (a := verify.get("alice", source)).status == 400 and a, 15,
                            what="the renamed ALB reaching backends that read the old names")
         assert refused.client_verify == "NONE", refused.body
-        with reloaded(lab, docker_client, services=("web1", "web2"), alb_mtls_header_names=renamed):
+        with lab.reloaded(("web1", "web2"), alb_mtls_header_names=renamed):
             body = serving(verify, source).json
             assert body["client_subject"] == alice.subject.rfc4514_string()
             assert int(body["client_serial"], 16) == alice.serial_number
@@ -135,7 +124,7 @@ def test_the_partner_ca_is_trusted_only_when_in_the_trust_store(lab, docker_clie
     verify = clients["alb-mtls-verify"]
     # negative control, the default (the lab CA only): the partner's client is an unknown CA
     assert refused_with(verify.get("partner", source), "unknown ca")
-    with reloaded(lab, docker_client, alb_trust_store="lab+partner"):
+    with lab.reloaded(("alb",), alb_trust_store="lab+partner"):
         partner = serving(verify, source, "partner")
         assert partner.json["client_issuer"] == "CN=Partner Root CA,O=mTLS Lab", partner.body
         # the partner CA's CRL is in the trust store too
