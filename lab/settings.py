@@ -43,6 +43,8 @@ DEFAULTS = {
     "LAB_ALB_ADVERTISE_CA_NAMES": "off",
     "LAB_ALB_MTLS_HEADER_NAMES": "",
     "LAB_ALB_TRUST_STORE": "lab",
+    # `lab dashboard`'s port on 127.0.0.1 (its option --port)
+    "LAB_DASHBOARD_PORT": "8480",
 }
 
 BACKENDS = tuple(designs_mod.BACKENDS)
@@ -118,6 +120,7 @@ class Settings:
     alb_mtls_header_names: tuple = ()  # (IdentityHeaders field or "chain", header name): renamed only
     alb_trust_store: str = DEFAULTS["LAB_ALB_TRUST_STORE"]
     certs_dir: Path = field(default=None)  # type: ignore[assignment]
+    dashboard_port: int = int(DEFAULTS["LAB_DASHBOARD_PORT"])
 
     def __post_init__(self):
         if not _PROJECT_RE.fullmatch(self.project):
@@ -186,6 +189,7 @@ class Settings:
             alb_advertise_ca_names=_flag("LAB_ALB_ADVERTISE_CA_NAMES", get("LAB_ALB_ADVERTISE_CA_NAMES")),
             alb_mtls_header_names=_header_names("LAB_ALB_MTLS_HEADER_NAMES", get("LAB_ALB_MTLS_HEADER_NAMES")),
             alb_trust_store=get("LAB_ALB_TRUST_STORE").strip(),
+            dashboard_port=_port("LAB_DASHBOARD_PORT", get("LAB_DASHBOARD_PORT")),
         )
         values.update(overrides)
         return cls(**values)
