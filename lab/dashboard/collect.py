@@ -34,6 +34,9 @@ REFUSED_SHOWN = 8       # refused clients listed
 TAIL_START = 64 * 1024  # bytes of a connection log read on the first look (its newest lines)
 API_TIMEOUT = 1.0       # a load balancer that does not answer within this is shown as such
 TARGETS = (*BACKENDS, SORRY.name)
+# Looks further apart than this mean nobody watched in between (the hub pauses without a
+# page): the counters' growth then spans the pause, so the history starts afresh.
+GAP = 5.0
 
 
 def parse_stat(text: str) -> list[dict]:
@@ -123,6 +126,7 @@ class Collector:
         self.refused = deque(maxlen=REFUSED_SHOWN)
         self._tails = {svc: LogTail(connlog.path(stack.settings.build_dir, svc)) for svc in connlog.services()}
         self._last_totals: dict | None = None
+        self._last_time = 0.0
 
     def containers(self) -> dict:
         """service -> {"state", "docker_health", "ports"} of the project's containers."""
@@ -199,6 +203,10 @@ class Collector:
         """This look's requests per target (the counters' growth since the last look; a
         reloaded load balancer's counters start again from zero) and the history."""
         last, self._last_totals = self._last_totals, totals
+        if last is not None and now - self._last_time > GAP:
+            self.history.clear()
+            last = None
+        self._last_time = now
         if last is not None:
             self.history.append({"time": now, **{t: max(0, totals[t] - last.get(t, 0)) for t in TARGETS}})
         window = list(self.history)

@@ -153,3 +153,18 @@ def test_events_stream_the_looks_and_the_meta_counts_pages():
         assert (await (await client.get("/api/meta")).json())["pages"] == 1
         stream.close()
     _client_scenario(check)
+
+
+def test_requests_history_restarts_after_a_pause_instead_of_one_huge_second(tmp_path):
+    from types import SimpleNamespace
+
+    from lab.dashboard.collect import GAP, Collector
+
+    collector = Collector(SimpleNamespace(settings=SimpleNamespace(build_dir=tmp_path)), dc=None)
+    assert collector._requests(100.0, {"web1": 10, "web2": 0, "sorry": 0})["history"] == []
+    one = collector._requests(101.0, {"web1": 13, "web2": 1, "sorry": 0})
+    assert one["history"] == [{"time": 101.0, "web1": 3, "web2": 1, "sorry": 0}] and one["sums"]["web1"] == 3
+    reloaded = collector._requests(102.0, {"web1": 2, "web2": 1, "sorry": 0})  # counters from zero
+    assert reloaded["history"][-1]["web1"] == 0
+    paused = collector._requests(102.0 + GAP + 1, {"web1": 500, "web2": 1, "sorry": 0})
+    assert paused["history"] == []  # 498 requests over a pause nobody watched are not one second's

@@ -8,7 +8,10 @@ const SVG = "http://www.w3.org/2000/svg";
 
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === "style") node.style.cssText = v;  // CSSOM: the page's policy forbids style attributes
+    else node.setAttribute(k, v);
+  }
   for (const c of children) node.append(c instanceof Node ? c : document.createTextNode(String(c)));
   return node;
 }
@@ -66,17 +69,20 @@ function drawChart(look) {
     lines.push(grid);
     for (const [k, v] of Object.entries({ x1: 0, x2: width, y1: y, y2: y, stroke: "#2d3a48", "stroke-width": 1 })) grid.setAttribute(k, v);
   }
-  for (const t of targets) {
-    const line = document.createElementNS(SVG, "polyline");
-    const start = slots - history.length;
-    const points = history.map((s, i) => `${((start + i) / (slots - 1)) * width},${height - 4 - (s[t] / peak) * (height - 12)}`);
-    line.setAttribute("points", points.join(" "));
-    line.setAttribute("fill", "none");
-    line.setAttribute("stroke", COLOURS[t] || "#fff");
-    line.setAttribute("stroke-width", "3");
-    line.setAttribute("data-target", t);
-    lines.push(line);
-  }
+  // one group of bars per second, newest on the right: a pile-up onto one target stands out
+  const slot = width / slots, bar = (slot - 2) / targets.length;
+  history.forEach((sample, i) => {
+    const x = (slots - history.length + i) * slot;
+    targets.forEach((t, k) => {
+      if (!sample[t]) return;
+      const h = (sample[t] / peak) * (height - 8);
+      const rect = document.createElementNS(SVG, "rect");
+      for (const [a, v] of Object.entries({ x: x + k * bar, y: height - h, width: bar, height: h,
+                                              "data-target": t })) rect.setAttribute(a, v);
+      rect.style.fill = COLOURS[t] || "#fff";
+      lines.push(rect);
+    });
+  });
   svg.replaceChildren(...lines);
   document.getElementById("legend").replaceChildren(...targets.map((t) =>
     el("span", { "data-target": t, "data-sum": sums[t] }, el("span", { class: "swatch", style: `background:${COLOURS[t]}` }),
