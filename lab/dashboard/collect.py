@@ -18,6 +18,7 @@ and the bytes the connection logs grew by since the last look.
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections import deque
 from pathlib import Path
@@ -137,7 +138,9 @@ class Collector:
             attrs = c.attrs
             service = (attrs.get("Labels") or {}).get("com.docker.compose.service")
             status = attrs.get("Status", "")
-            health = next((h for h in ("unhealthy", "healthy", "starting") if f"({h})" in status), "-")
+            # Docker's own (slow) health checks, where it has run one: "Up 2 minutes (healthy)"
+            health = next((h for h in ("unhealthy", "healthy", "starting") if re.search(rf"\((health: )?{h}\)", status)),
+                          "running")
             ports = {p["PrivatePort"]: p["PublicPort"] for p in attrs.get("Ports") or [] if p.get("PublicPort")}
             rows[service] = {"state": attrs.get("State", ""), "docker_health": health, "ports": ports}
         return rows
@@ -194,7 +197,7 @@ class Collector:
             elif name in target_health:
                 t = target_health[name]
                 health = f"{t['status']} {t['check']}"
-            ok = c["state"] == "running" and (health in ("serving", "healthy", "-", "starting")
+            ok = c["state"] == "running" and (health in ("serving", "healthy", "running", "starting")
                                                or health.startswith("UP "))
             rows.append({"service": name, "state": c["state"], "health": health, "ok": ok})
         return rows

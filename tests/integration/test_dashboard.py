@@ -65,7 +65,7 @@ def dashboard(lab):
 
 @pytest.fixture(scope="module")
 def browser():
-    chromium = Chromium()
+    chromium = Chromium(height=1300)  # the whole page, for the README's screenshot
     try:
         yield chromium
     finally:
@@ -116,7 +116,6 @@ def test_page_shows_the_designs_and_a_new_pin_within_seconds(lab, dashboard, bro
                              f"(document.querySelector('#legend [data-target={backend}]'))",
                              timeout=SEEN_WITHIN, what=f"3 requests to {backend} in the chart")
         assert int(sums) >= 3
-        page.screenshot(SCREENSHOT)
         print(f"\nthe pin of {source} -> {backend} appeared on the page {seen:.1f} s after the request")
     finally:
         page.close()
@@ -142,6 +141,7 @@ def test_a_refused_client_appears_with_why(lab, dashboard, browser, from_client)
         shown = page.wait_for(f"(r => r.length && r)({refused_row})", timeout=SEEN_WITHIN,
                               what=f"{source} among the refused clients")
         assert shown == [[design, "ClientCertUntrusted"]]
+        page.screenshot(SCREENSHOT)  # the README's: designs, a pin, requests, a refused client
     finally:
         page.close()
 

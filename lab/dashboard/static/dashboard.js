@@ -17,6 +17,7 @@ function el(tag, attrs = {}, ...children) {
 }
 
 function targetClass(t) {
+  if (t.status === "no check") return "unchecked";
   if (t.status.startsWith("UP")) return "up";
   if (t.status === "MAINT" || t.status === "DRAIN" || t.status.startsWith("NOLB")) return "held";
   return "down";
@@ -30,7 +31,7 @@ function drawTopology(look) {
          el("span", {}, `:${d.port ?? "-"} · ${d.mode} · verifies: ${d.verifies}`))));
     const targets = el("div", { class: "targets" }, ...Object.entries(lb.targets).map(([name, t]) =>
       el("span", { class: `target ${targetClass(t)}`, title: `${t.status} ${t.check}` },
-         `${name} ${t.status} ${t.check}`)));
+         t.status === "no check" ? `${name} (no health checks)` : `${name} ${t.status} ${t.check}`)));
     const card = el("div", { class: "lb", "data-lb": lb.service }, el("h3", {}, lb.service), designs, targets);
     if (lb.error) card.append(el("p", { class: "reason" }, lb.error));
     return card;
