@@ -139,8 +139,8 @@ class Collector:
             service = (attrs.get("Labels") or {}).get("com.docker.compose.service")
             status = attrs.get("Status", "")
             # Docker's own (slow) health checks, where it has run one: "Up 2 minutes (healthy)"
-            health = next((h for h in ("unhealthy", "healthy", "starting") if re.search(rf"\((health: )?{h}\)", status)),
-                          "running")
+            health = next((h for h in ("unhealthy", "healthy", "starting")
+                           if re.search(rf"\((health: )?{h}\)", status)), "running")
             ports = {p["PrivatePort"]: p["PublicPort"] for p in attrs.get("Ports") or [] if p.get("PublicPort")}
             rows[service] = {"state": attrs.get("State", ""), "docker_health": health, "ports": ports}
         return rows
@@ -175,8 +175,9 @@ class Collector:
             for name, count in target_totals(rows).items():
                 totals[name] += count
             balancers.append(entry)
+        running = {name for name, c in containers.items() if c["state"] == "running"}
         return {"time": now, "project": self.stack.settings.project,
-                "designs_up": [d.name for d in DESIGNS.values() if containers.get(d.service, {}).get("state") == "running"],
+                "designs_up": [d.name for d in DESIGNS.values() if d.service in running],
                 "balancers": balancers,
                 "services": self._services(containers, lb_health, target_health),
                 "stick_tables": tables,

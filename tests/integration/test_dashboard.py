@@ -88,7 +88,8 @@ def look_time(page):
 
 
 def stick_row(ip):
-    return f"(document.querySelector('table.stick[data-lb=nlb] tr[data-client=\"{ip}\"] td:last-child') || {{}}).textContent"
+    cell = f"table.stick[data-lb=nlb] tr[data-client=\"{ip}\"] td:last-child"
+    return f"(document.querySelector('{cell}') || {{}}).textContent"
 
 
 def test_page_shows_the_designs_and_a_new_pin_within_seconds(lab, dashboard, browser):
