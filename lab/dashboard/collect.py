@@ -149,7 +149,7 @@ class Collector:
         """One look at the lab: everything the page draws, as JSON-ready data."""
         now = time.time()
         containers = self.containers()
-        balancers, tables, totals = [], {}, dict.fromkeys(TARGETS, 0)
+        balancers, tables, totals = [], {}, {}
         lb_health, target_health = {}, {}
         for lb in LOAD_BALANCERS.values():
             if containers.get(lb.service, {}).get("state") != "running":
@@ -172,8 +172,7 @@ class Collector:
             entry["targets"] = target_checks(rows, lb.check_backend)
             if lb.always_on:  # the NLB's checks speak for the targets (lab/readiness.py)
                 target_health = entry["targets"]
-            for name, count in target_totals(rows).items():
-                totals[name] += count
+            totals[lb.service] = target_totals(rows)
             balancers.append(entry)
         running = {name for name, c in containers.items() if c["state"] == "running"}
         return {"time": now, "project": self.stack.settings.project,
@@ -204,15 +203,20 @@ class Collector:
         return rows
 
     def _requests(self, now: float, totals: dict) -> dict:
-        """This look's requests per target (the counters' growth since the last look; a
-        reloaded load balancer's counters start again from zero) and the history."""
+        """This look's requests per target and the history. ``totals``: load balancer ->
+        target -> its counter. A look's requests are the counters' growth since the last look,
+        over the load balancers both looks read (one that did not answer once is not a spike
+        of its whole count the next time); a reloaded load balancer's counters start again
+        from zero, and its first look after counts none."""
         last, self._last_totals = self._last_totals, totals
         if last is not None and now - self._last_time > GAP:
             self.history.clear()
             last = None
         self._last_time = now
         if last is not None:
-            self.history.append({"time": now, **{t: max(0, totals[t] - last.get(t, 0)) for t in TARGETS}})
+            both = [lb for lb in totals if lb in last]
+            self.history.append({"time": now, **{t: sum(max(0, totals[lb][t] - last[lb][t]) for lb in both)
+                                                 for t in TARGETS}})
         window = list(self.history)
         return {"targets": list(TARGETS), "history": window,
                 "sums": {t: sum(s[t] for s in window) for t in TARGETS}}

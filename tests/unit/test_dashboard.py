@@ -161,10 +161,18 @@ def test_requests_history_restarts_after_a_pause_instead_of_one_huge_second(tmp_
     from lab.dashboard.collect import GAP, Collector
 
     collector = Collector(SimpleNamespace(settings=SimpleNamespace(build_dir=tmp_path)), dc=None)
-    assert collector._requests(100.0, {"web1": 10, "web2": 0, "sorry": 0})["history"] == []
-    one = collector._requests(101.0, {"web1": 13, "web2": 1, "sorry": 0})
-    assert one["history"] == [{"time": 101.0, "web1": 3, "web2": 1, "sorry": 0}] and one["sums"]["web1"] == 3
-    reloaded = collector._requests(102.0, {"web1": 2, "web2": 1, "sorry": 0})  # counters from zero
+
+    def counts(**lbs):
+        return {lb: dict(zip(("web1", "web2", "sorry"), n)) for lb, n in lbs.items()}
+
+    assert collector._requests(100.0, counts(nlb=(10, 0, 0), alb=(5, 5, 0)))["history"] == []
+    one = collector._requests(101.0, counts(nlb=(13, 1, 0), alb=(6, 5, 0)))
+    assert one["history"] == [{"time": 101.0, "web1": 4, "web2": 1, "sorry": 0}] and one["sums"]["web1"] == 4
+    missed = collector._requests(102.0, counts(nlb=(14, 1, 0)))  # the ALB did not answer this once
+    assert missed["history"][-1] == {"time": 102.0, "web1": 1, "web2": 0, "sorry": 0}
+    back = collector._requests(103.0, counts(nlb=(14, 1, 0), alb=(6, 5, 0)))
+    assert back["history"][-1]["web1"] == 0  # not its whole count again
+    reloaded = collector._requests(104.0, counts(nlb=(2, 1, 0), alb=(6, 5, 0)))  # counters from zero
     assert reloaded["history"][-1]["web1"] == 0
-    paused = collector._requests(102.0 + GAP + 1, {"web1": 500, "web2": 1, "sorry": 0})
+    paused = collector._requests(104.0 + GAP + 1, counts(nlb=(500, 1, 0), alb=(6, 5, 0)))
     assert paused["history"] == []  # 498 requests over a pause nobody watched are not one second's
