@@ -90,4 +90,5 @@ def parse(line: str) -> dict | None:
         return None
     return {**record, "timestamp": when.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), "client_ip": record["clientIp"],
             "listener_port": record["distributionId"][10:], "tls_verify_status": record["connectionStatus"],
+            "leaf_client_cert_subject": record["clientLeafCertSubject"],
             "leaf_client_cert_serial_number": record["clientLeafCertSerialNumber"].replace(":", "").upper()}

@@ -308,6 +308,7 @@ def setup(obj):
 
 
 cli.add_command(__import__("lab.cli_explain", fromlist=["explain"]).explain)  # `lab explain`, own module
+cli.add_command(__import__("lab.cli_dashboard", fromlist=["dashboard"]).dashboard)  # `lab dashboard`
 
 
 def main(argv=None) -> None:

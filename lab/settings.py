@@ -47,6 +47,8 @@ DEFAULTS = {
     # the lab's own option of naming the client to the targets in PROXY v2 (AWS sends nothing)
     "LAB_NLB_TLS_IDENTITY_FILTERS": "",
     "LAB_NLB_TLS_PROXY_IDENTITY": "off",
+    # `lab dashboard`'s port on 127.0.0.1 (its option --port)
+    "LAB_DASHBOARD_PORT": "8480",
 }
 
 BACKENDS = tuple(designs_mod.BACKENDS)
@@ -127,6 +129,7 @@ class Settings:
     nlb_tls_identity_filters: tuple = ()  # identity_filters.Filter rules, any admits
     nlb_tls_proxy_identity: str = DEFAULTS["LAB_NLB_TLS_PROXY_IDENTITY"]
     certs_dir: Path = field(default=None)  # type: ignore[assignment]
+    dashboard_port: int = int(DEFAULTS["LAB_DASHBOARD_PORT"])
 
     def __post_init__(self):
         if not _PROJECT_RE.fullmatch(self.project):
@@ -201,6 +204,7 @@ class Settings:
             alb_trust_store=get("LAB_ALB_TRUST_STORE").strip(),
             nlb_tls_identity_filters=identity_filters.parse(get("LAB_NLB_TLS_IDENTITY_FILTERS")),
             nlb_tls_proxy_identity=get("LAB_NLB_TLS_PROXY_IDENTITY").strip().lower(),
+            dashboard_port=_port("LAB_DASHBOARD_PORT", get("LAB_DASHBOARD_PORT")),
         )
         values.update(overrides)
         return cls(**values)

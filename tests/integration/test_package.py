@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import zipfile
 
 import requests
 
@@ -63,6 +64,8 @@ def test_wheel_installs_and_runs_from_an_empty_folder(tmp_path, lab_docker):
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dist), str(source)],
                    check=True, capture_output=True, timeout=600)
     (wheel,) = dist.glob("mtls_lab-*.whl")
+    shipped = zipfile.ZipFile(wheel).namelist()  # `lab dashboard` serves its page from the package
+    assert {f"lab/dashboard/static/{name}" for name in ("index.html", "dashboard.js", "dashboard.css")} <= set(shipped)
 
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)

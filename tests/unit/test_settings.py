@@ -69,6 +69,8 @@ BAD = [
     pytest.param({"LAB_NLB_STICKINESS": "sticky"}, r"LAB_NLB_STICKINESS='sticky': use aws \(reset the pins .*\) "
                  r"or haproxy \(keep them\)", id="stickiness"),
     pytest.param({"LAB_NLB_STICKINESS": ""}, r"LAB_NLB_STICKINESS='': use aws", id="stickiness-empty"),
+    pytest.param({"LAB_DASHBOARD_PORT": "web"}, r"LAB_DASHBOARD_PORT='web' is not a port number", id="dashboard-port"),
+    pytest.param({"LAB_DASHBOARD_PORT": "70000"}, r"LAB_DASHBOARD_PORT=70000 is out of range", id="dashboard-port-range"),
 ]
 
 
@@ -152,3 +154,8 @@ def test_nlb_stickiness_is_aws_unless_haproxy_is_asked_for():
     assert Settings.from_env(env={}).nlb_stickiness == "aws"
     assert Settings.from_env(env={"LAB_NLB_STICKINESS": "haproxy"}).nlb_stickiness == "haproxy"
     assert Settings.from_env(env={"LAB_NLB_STICKINESS": " AWS "}).nlb_stickiness == "aws"
+
+
+def test_dashboard_port_is_8480_unless_set():
+    assert Settings.from_env(env={}).dashboard_port == 8480
+    assert Settings.from_env(env={"LAB_DASHBOARD_PORT": "0"}).dashboard_port == 0
