@@ -22,6 +22,17 @@ def pytest_collection_modifyitems(items):
 
 
 @pytest.fixture(scope="session")
+def screenshots(tmp_path_factory) -> Path:
+    """Where the browser tests save their screenshots: a temporary folder, or the folder
+    LAB_SCREENSHOTS names (`LAB_SCREENSHOTS=docs/images make test` refreshes the docs' ones),
+    so a test run leaves the checkout as it was."""
+    chosen = os.environ.get("LAB_SCREENSHOTS")
+    folder = Path(chosen) if chosen else tmp_path_factory.mktemp("screenshots")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture(scope="session")
 def docker_client(lab_docker):
     return lab_docker
 

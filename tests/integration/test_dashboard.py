@@ -19,9 +19,8 @@ from chromium_cdp import Chromium, available
 from lab.client import Listener
 from lab.dashboard.collect import Collector
 from lab.designs import DESIGNS
-from lab.settings import REPO_ROOT
 
-SCREENSHOT = REPO_ROOT / "docs" / "images" / "dashboard.png"
+SCREENSHOT = "dashboard.png"  # docs/images/ has the README's (fixture `screenshots`)
 SEEN_WITHIN = 5.0  # seconds: "a request appears on it within a few seconds"
 
 pytestmark = pytest.mark.skipif(not available(), reason="needs /usr/bin/chromium (Debian's chromium package)")
@@ -122,7 +121,7 @@ def test_page_shows_the_designs_and_a_new_pin_within_seconds(lab, dashboard, bro
         page.close()
 
 
-def test_a_refused_client_appears_with_why(lab, dashboard, browser, from_client):
+def test_a_refused_client_appears_with_why(lab, dashboard, browser, from_client, screenshots):
     design = "alb-mtls-verify"
     if design not in lab.settings.designs:
         pytest.skip(f"{design} is not running")
@@ -142,7 +141,7 @@ def test_a_refused_client_appears_with_why(lab, dashboard, browser, from_client)
         shown = page.wait_for(f"(r => r.length && r)({refused_row})", timeout=SEEN_WITHIN,
                               what=f"{source} among the refused clients")
         assert shown == [[design, "ClientCertUntrusted"]]
-        page.screenshot(SCREENSHOT)  # the README's: designs, a pin, requests, a refused client
+        page.screenshot(screenshots / SCREENSHOT)  # the README's: designs, a pin, requests, a refused client
     finally:
         page.close()
 
