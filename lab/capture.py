@@ -144,6 +144,8 @@ class Capture:
     dumpcap: str = "dumpcap"
     procs: dict = field(default_factory=dict)
     logs: dict = field(default_factory=dict)
+    ended: list = field(default_factory=list)  # stopped by a limit before stop() (not after wait())
+    waited: list = field(default_factory=list)  # stopped at the end of wait(): their time was the point
 
     @property
     def keylog(self) -> keylog.KeyLog:
@@ -182,6 +184,7 @@ class Capture:
 
     def stop(self, mark: bool = True) -> None:
         """Mark the end of every capture, wait until the marker is written, stop dumpcap."""
+        self.ended += [t for t, p in self.procs.items() if p.poll() is not None and t not in self.waited]
         try:
             if mark:
                 self._mark_and_wait()
@@ -209,8 +212,9 @@ class Capture:
 
     def wait(self) -> None:
         """Until every dumpcap has stopped by itself (its time limit)."""
-        for proc in self.procs.values():
+        for target, proc in self.procs.items():
             proc.wait()
+            self.waited.append(target)
 
     def __enter__(self) -> "Capture":
         self.start()
@@ -220,9 +224,11 @@ class Capture:
         self.stop(mark=exc[0] is None)
 
     def limited(self) -> list[str]:
-        """The files whose capture hit a limit before the end (size or time)."""
-        return [t.name for t, lines in self.logs.items()
-                if any("autostop" in l.lower() for l in lines)]
+        """The files that stopped at a limit before the end: their size, or (``ended``, from
+        stop()) their time."""
+        full = self.max_mb * 1_000_000  # dumpcap's filesize counts kB of 1000 bytes
+        return [t.name for t in self.targets
+                if t in self.ended or (self.file(t).exists() and self.file(t).stat().st_size >= full)]
 
 
 def _read(proc: subprocess.Popen, lines: list, ready: threading.Event) -> None:

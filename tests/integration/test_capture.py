@@ -54,12 +54,13 @@ def demo(lab, lab_cli):
 
 
 @pytest.fixture(scope="module")
-def verify(lab, docker_client, from_client):
-    """The ALB with mutual TLS verify, captured through the module's API: alice served,
-    rogue-ca refused in the handshake."""
+def verify(lab, docker_client, from_client, from_host):
+    """Both load balancers captured through the module's API: through the ALB with mutual TLS
+    verify alice is served and rogue-ca refused in the handshake; through the NLB alice with
+    TLS 1.2 (curl), and bob from this machine (Python's ssl, the published port)."""
     s = lab.settings
-    folder = capture.captures_dir(s) / "alb-mtls-verify"
-    cap = capture.Capture(folder, capture.targets(lab.stack, docker_client, ("alb",)), seconds=60,
+    folder = capture.captures_dir(s) / "by-api"
+    cap = capture.Capture(folder, capture.targets(lab.stack, docker_client, ("nlb", "alb")), seconds=60,
                           dumpcap=capture.check_tools())
     capture.prepare_container(from_client.box, cap.keylog)
     where = {"port": DESIGNS["alb-mtls-verify"].container_port, "address": s.lb_ips("alb")[0],
@@ -67,9 +68,13 @@ def verify(lab, docker_client, from_client):
     with keylog.recording(cap.keylog), cap:
         alice = request(from_client, "alice", **where)
         rogue = request(from_client, "rogue-ca", **where)
+        old = request(from_client, "alice", source=s.client_pool.demo, tls_version="TLSv1_2")
+        bob = request(from_host, "bob", port=lab.nlb_port)
     capture.copy_container_keylog(from_client.box, cap.keylog)
     assert alice.status == 200 and alice.json.get("client_subject", "").startswith("CN=alice"), alice
     assert rogue.handshake_failed and rogue.alert in ALERTS, rogue
+    assert (old.status, old.json.get("tls_protocol")) == (200, "TLSv1.2"), old
+    assert (bob.status, bob.json.get("tls_protocol")) == (200, "TLSv1.3"), bob
     yield folder, rogue.alert
     shutil.rmtree(folder)
 
@@ -141,6 +146,21 @@ def test_a_refused_client_ends_in_the_albs_tls_alert(lab, verify):
     assert [ALERTS[alert]] in rows, rows
     assert tshark(folder / "alb-internet.pcapng", f"ip.src == {alb} && tls.alert_message.desc == {ALERTS[alert]}",
                   "frame.number") == []  # encrypted without the key log
+
+
+def test_with_tls12_the_certificate_crosses_in_the_clear(lab, verify):
+    folder, _ = verify
+    names = client_certificates(folder / "nlb-vpc.pcapng", lab.settings.nlb_vpc_ip)  # no key log
+    assert any("alice" in n.split(",") for n in names), names
+    assert not any("bob" in n.split(",") for n in names)  # bob's TLS 1.3 session: only with the key log
+
+
+def test_the_python_client_on_this_machine_logs_its_keys_too(lab, verify):
+    folder, _ = verify
+    names = client_certificates(folder / "nlb-vpc.pcapng", lab.settings.nlb_vpc_ip, keys=folder / "keylog.txt")
+    assert any("bob" in n.split(",") for n in names), names
+    gateway = tshark(folder / "nlb-vpc.pcapng", "proxy.src.ipv4 == " + lab.settings.internet_gateway, "ip.dst")
+    assert gateway  # from the host, Docker's port publishing makes the gateway the client address
 
 
 # -- a capture with no traffic -------------------------------------------------------------

@@ -85,3 +85,28 @@ def test_demo_and_seconds_together_are_a_bad_setting():
     proc = run_lab("capture", "--demo", "alb-breaks-mtls", "--seconds", "5")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip() == "error: bad setting: --demo and --seconds: choose one (a demo's capture ends with the demo)"
+
+
+class Ended:
+    """A dumpcap that has already stopped (by its own limit)."""
+
+    def poll(self):
+        return 0
+
+    def wait(self, timeout=None):
+        return 0
+
+
+def test_a_file_that_stopped_at_its_limit_is_named(tmp_path):
+    small, full, early = (capture.Target(lb, "vpc", "br-x", "198.51.100.10") for lb in ("nlb", "alb", "nlb-tls"))
+    cap = capture.Capture(tmp_path, [small, full, early], max_mb=1)
+    cap.file(small).write_bytes(b"x" * 999_999)
+    cap.file(full).write_bytes(b"x" * 1_000_100)
+    cap.procs = {early: Ended()}
+    assert cap.limited() == ["alb-vpc"]  # by size
+    cap.stop(mark=False)  # nlb-tls's dumpcap had stopped before the end: its time ran out
+    assert cap.limited() == ["alb-vpc", "nlb-tls-vpc"]
+    waited = capture.Capture(tmp_path, [early], max_mb=1, procs={early: Ended()})
+    waited.wait()
+    waited.stop(mark=False)
+    assert waited.limited() == []  # --seconds: the time limit was the point
