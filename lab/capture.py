@@ -63,6 +63,17 @@ def remove_captures(settings) -> Path | None:
     return folder
 
 
+def give_back(folder: Path, env=None) -> None:
+    """Under sudo, hand the capture folder (and the captures folder above it) to the user who
+    ran sudo, so that their own `lab down` can remove it and Wireshark open it."""
+    env = os.environ if env is None else env
+    if os.geteuid() != 0 or not env.get("SUDO_UID"):
+        return
+    uid, gid = int(env["SUDO_UID"]), int(env.get("SUDO_GID", env["SUDO_UID"]))
+    for path in (folder.parent, folder, *folder.iterdir()):
+        os.chown(path, uid, gid)
+
+
 def check_tools() -> str:
     """dumpcap's path, when this machine can capture.
 

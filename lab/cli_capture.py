@@ -60,6 +60,7 @@ def capture_cmd(obj, chosen, demo, seconds, max_mb, keep):
                     cap.wait()
     finally:
         copied = capture.copy_container_keylog(box, cap.keylog) if box else 0
+        capture.give_back(folder)
     _report(obj.ui, cap, copied)
     if not seen:
         sys.exit(1)

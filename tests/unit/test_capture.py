@@ -110,3 +110,16 @@ def test_a_file_that_stopped_at_its_limit_is_named(tmp_path):
     waited.wait()
     waited.stop(mark=False)
     assert waited.limited() == []  # --seconds: the time limit was the point
+
+
+def test_under_sudo_the_files_go_back_to_the_user(tmp_path, monkeypatch):
+    folder = tmp_path / "captures" / "20261201T000000Z"
+    folder.mkdir(parents=True)
+    (folder / "nlb-vpc.pcapng").write_bytes(b"")
+    owned = []
+    monkeypatch.setattr(capture.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(capture.os, "chown", lambda path, uid, gid: owned.append((Path(path).name, uid, gid)))
+    capture.give_back(folder, env={})
+    assert owned == []  # root's own run: nothing to hand back
+    capture.give_back(folder, env={"SUDO_UID": "1000", "SUDO_GID": "1001"})
+    assert owned == [("captures", 1000, 1001), ("20261201T000000Z", 1000, 1001), ("nlb-vpc.pcapng", 1000, 1001)]
