@@ -81,6 +81,10 @@ def down(obj):
     docker_env.client()
     docker_env.ensure_compose()
     Stack(obj.settings).down(obj.ui)
+    from .capture import remove_captures  # lab capture's files, unless kept with --keep
+
+    if (removed := remove_captures(obj.settings)) is not None:
+        obj.ui.ok(f"removed {_rel(removed)}")
 
 
 @cli.command()
@@ -309,6 +313,7 @@ def setup(obj):
 
 cli.add_command(__import__("lab.cli_explain", fromlist=["explain"]).explain)  # `lab explain`, own module
 cli.add_command(__import__("lab.cli_dashboard", fromlist=["dashboard"]).dashboard)  # `lab dashboard`
+cli.add_command(__import__("lab.cli_capture", fromlist=["capture_cmd"]).capture_cmd)  # `lab capture`
 
 
 def main(argv=None) -> None:

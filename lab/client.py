@@ -25,6 +25,7 @@ from pathlib import Path
 from .answer import CLIENT_REFUSED, Answer, parse_body
 from .containers import ClientContainer
 from .credentials import Credentials
+from . import keylog
 
 SERVER_NAME = "www.lab.test"  # in the server certificate: SNI, Host and curl's --resolve
 READ_HEADERS = ("x-backend", "set-cookie")  # the response headers the lab reads
@@ -115,6 +116,8 @@ class Host:
         argv, address = self.argv(req), req.address or "127.0.0.1"
         try:
             ctx = creds.ssl_context(req.tls_version)
+            if (log := keylog.active()) is not None:  # `lab capture`: Wireshark decrypts it
+                ctx.keylog_filename = str(log.host)
         except ssl.SSLError as exc:  # the client would not even start (a key that does not match)
             return [Answer(error=CLIENT_REFUSED + (exc.reason or str(exc)), source=req.source, argv=argv)
                     for _ in range(req.count)]
@@ -165,7 +168,8 @@ class Container:
     def send(self, req: Request) -> list[Answer]:
         """``req.count`` answers (those curl never got to say why it stopped: no HTTP answer)."""
         argv = self.argv(req)
-        rc, out, err = self.box.exec_split(argv)
+        log = keylog.active()  # `lab capture`: curl writes its TLS secrets (SSLKEYLOGFILE)
+        rc, out, err = self.box.exec_split(argv, env=log.container_env() if log else None)
         answers = parse_curl(out, source=req.source, argv=argv, error=err.strip(), rc=rc)
         missing = Answer(curl_exit=rc, error=err.strip(), source=req.source, argv=argv)
         return answers + [missing] * (req.count - len(answers))

@@ -36,7 +36,7 @@ class ClientContainer:
             if out:
                 yield out.decode(errors="replace")
 
-    def exec_split(self, argv: list[str]) -> tuple[int, str, str]:
-        """Run ``argv``; return (exit code, stdout, stderr)."""
-        rc, (out, err) = self.container.exec_run(list(argv), demux=True)
+    def exec_split(self, argv: list[str], env: dict | None = None) -> tuple[int, str, str]:
+        """Run ``argv`` (with ``env`` added to its environment); return (exit code, stdout, stderr)."""
+        rc, (out, err) = self.container.exec_run(list(argv), demux=True, environment=env)
         return rc, (out or b"").decode(errors="replace"), (err or b"").decode(errors="replace")

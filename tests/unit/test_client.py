@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from lab import certs, load
+from lab import certs, keylog, load
 from lab.answer import Answer
 from lab.client import MARK, Container, Host, command, parse_curl, request, request_many
 from lab.credentials import Credentials
@@ -107,10 +107,11 @@ class FakeBox:
     """A client container that prints what curl would have."""
 
     def __init__(self, out="", err="", rc=0, stream=()):
-        self.out, self.err, self.rc, self.stream, self.argvs = out, err, rc, list(stream), []
+        self.out, self.err, self.rc, self.stream, self.argvs, self.envs = out, err, rc, list(stream), [], []
 
-    def exec_split(self, argv):
+    def exec_split(self, argv, env=None):
         self.argvs.append(argv)
+        self.envs.append(env)
         return self.rc, self.out, self.err
 
     def exec_stream(self, argv):
@@ -246,3 +247,30 @@ def test_requests_in_a_row_resume_the_first_session(pki, tls_server, tls_version
     assert [a.json["resumed"] for a in answers] == [False, True, True]
     assert {a.json["client_subject"].count("bob") for a in answers} == {1}
 
+
+
+# Key logging (lab/keylog.py): off unless `lab capture` records, then both transports log.
+def test_no_tls_secrets_are_written_unless_a_capture_records(pki, tls_server, tmp_path, monkeypatch):
+    monkeypatch.delenv("SSLKEYLOGFILE", raising=False)
+    box = FakeBox(out="{}" + write_out(200))
+    request(Container(box), "alice")
+    assert box.envs == [None] and keylog.active() is None
+    answer = request(Host(pki), "alice", port=tls_server["required"])
+    assert answer.status == 200 and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("tls_version", ["TLSv1_2", "TLSv1_3"])
+def test_while_recording_both_transports_log_their_tls_secrets(pki, tls_server, tmp_path, tls_version):
+    log = keylog.KeyLog(tmp_path / "keylog.txt")
+    box = FakeBox(out="{}" + write_out(200))
+    with keylog.recording(log):
+        request(Container(box), "alice")
+        answer = request(Host(pki), "alice", port=tls_server["required"], tls_version=tls_version)
+    assert answer.status == 200
+    assert box.envs == [{"SSLKEYLOGFILE": "/tmp/lab-capture/keylog.txt",
+                         "OPENSSL_CONF": "/tmp/lab-capture/openssl.cnf"}]
+    labels = {line.split()[0] for line in log.host.read_text().splitlines() if line and line[0] != "#"}
+    expected = {"CLIENT_RANDOM"} if tls_version == "TLSv1_2" else {
+        "CLIENT_HANDSHAKE_TRAFFIC_SECRET", "SERVER_HANDSHAKE_TRAFFIC_SECRET", "CLIENT_TRAFFIC_SECRET_0"}
+    assert expected <= labels, labels
+    assert keylog.active() is None  # off again after the block
