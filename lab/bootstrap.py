@@ -23,6 +23,9 @@ from .errors import CommandFailed, ImageError
 from .proc import stream
 
 SUITE = "trixie"
+# The image every role image starts FROM. Another name (LAB_BASE_IMAGE, with LAB_IMAGE_PREFIX
+# in lab/images.py) lets a second checkout build its images from nothing beside the usual ones.
+BASE_IMAGE = os.environ.get("LAB_BASE_IMAGE") or "debian:trixie-slim"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 DEFAULT_SECURITY = "http://deb.debian.org/debian-security"
 APT_SOURCES = Path("/etc/apt")

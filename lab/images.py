@@ -8,18 +8,22 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
+import os
+import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import docker
 import docker.errors
 
-from .bootstrap import bootstrap_base_image
-from .errors import ImageError
+from .bootstrap import BASE_IMAGE, bootstrap_base_image
+from .errors import ImageError, SettingsError
 from . import resources
 
-BASE_IMAGE = "debian:trixie-slim"
-IMAGE_PREFIX = "mtls-lab"
+# Another namespace (LAB_IMAGE_PREFIX, with LAB_BASE_IMAGE) lets a second checkout build and
+# measure its images from nothing without touching the ones other lab instances use.
+IMAGE_PREFIX = os.environ.get("LAB_IMAGE_PREFIX") or "mtls-lab"
+_REFERENCE_RE = re.compile(r"[a-z0-9]+(?:[._/-][a-z0-9]+)*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?")
 ROLES = {
     "haproxy": resources.path("haproxy"),
     "nginx": resources.path("nginx"),
@@ -116,6 +120,7 @@ def ensure_images(dc: docker.DockerClient, ui, *, rebuild: bool = False, pull: b
     Raises:
         ImageError: naming the image and the failing build step.
     """
+    check_names()
     ensure_base(dc, ui, pull=pull, bootstrap=bootstrap)
     refs = image_refs(dc)
     missing = {role: ref for role, ref in refs.items() if rebuild or not _image_id(dc, ref)}
@@ -132,12 +137,21 @@ def ensure_images(dc: docker.DockerClient, ui, *, rebuild: bool = False, pull: b
     return refs
 
 
+def check_names() -> None:
+    """Raises SettingsError when LAB_BASE_IMAGE or LAB_IMAGE_PREFIX is no Docker image name."""
+    for var, value in (("LAB_BASE_IMAGE", BASE_IMAGE), ("LAB_IMAGE_PREFIX", IMAGE_PREFIX)):
+        if not _REFERENCE_RE.fullmatch(value) or (var == "LAB_IMAGE_PREFIX" and ":" in value):
+            raise SettingsError(f"{var}={value!r} is not a Docker image name: use lowercase letters, "
+                                "digits and . _ - /, e.g. LAB_IMAGE_PREFIX=my-lab LAB_BASE_IMAGE=my-lab/debian:trixie-slim")
+
+
 def _build(dc: docker.DockerClient, role: str, ref: str, nocache: bool, task) -> None:
     repo, tag = ref.rsplit(":", 1)
     tail: list[str] = []
     try:
         events = dc.api.build(path=str(ROLES[role]), tag=ref, rm=True, forcerm=True,
-                              pull=False, nocache=nocache, decode=True)
+                              pull=False, nocache=nocache, decode=True,
+                              buildargs={"BASE_IMAGE": BASE_IMAGE})
         for event in events:
             if "error" in event:
                 raise ImageError(f"building {ref} failed: {event['error'].strip()}"
