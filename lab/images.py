@@ -1,7 +1,9 @@
-"""The lab's images: the Debian base (present, pulled, or bootstrapped) and one per role.
+"""The lab's images: the Debian base (present, pulled, or bootstrapped), one layer with every
+role's packages (lab/package_layer.py), and one image per role on top of it.
 
-Role images are tagged with a hash of their build folder and of the base image, so
-a changed Dockerfile or a new base is rebuilt and an unchanged one is reused.
+Role images are tagged with a hash of their build folder and of the package layer's tag (the
+base image and the package list), so a changed Dockerfile, package or base is rebuilt and an
+unchanged one is reused.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import docker.errors
 
 from .bootstrap import BASE_IMAGE, bootstrap_base_image
 from .errors import ImageError, SettingsError
-from . import resources
+from . import package_layer, resources
 
 # Another namespace (LAB_IMAGE_PREFIX, with LAB_BASE_IMAGE) lets a second checkout build and
 # measure its images from nothing without touching the ones other lab instances use.
@@ -102,17 +104,24 @@ def context_hash(folder: Path, base_id: str) -> str:
     return digest.hexdigest()[:12]
 
 
+def packages_ref(dc: docker.DockerClient) -> tuple[str, str]:
+    """(the package layer's tag, its Dockerfile), built or not."""
+    text = package_layer.dockerfile(BASE_IMAGE, package_layer.union(ROLES.values()))
+    base_id = _image_id(dc, BASE_IMAGE) or "missing-base"
+    return f"{IMAGE_PREFIX}/packages:{package_layer.tag_hash(base_id, text)}", text
+
+
 def image_refs(dc: docker.DockerClient) -> dict:
     """role -> the tag its current build folder would have (built or not)."""
-    base_id = _image_id(dc, BASE_IMAGE) or "missing-base"
-    return {role: f"{IMAGE_PREFIX}/{role}:{context_hash(folder, base_id)}"
+    layer, _ = packages_ref(dc)
+    return {role: f"{IMAGE_PREFIX}/{role}:{context_hash(folder, layer)}"
             for role, folder in ROLES.items()}
 
 
 def ensure_images(dc: docker.DockerClient, ui, *, rebuild: bool = False, pull: bool = True,
                   bootstrap: bool = True) -> dict:
-    """Base image first, then every role image that is missing (or all, with ``rebuild``),
-    built side by side: their slow part is apt fetching and unpacking, not the CPU.
+    """Base image first, then the package layer, then every role image that is missing (or
+    all, with ``rebuild``), side by side: they only copy files on top of the layer.
 
     Returns:
         role -> image reference, for compose.
@@ -122,6 +131,10 @@ def ensure_images(dc: docker.DockerClient, ui, *, rebuild: bool = False, pull: b
     """
     check_names()
     ensure_base(dc, ui, pull=pull, bootstrap=bootstrap)
+    layer, text = packages_ref(dc)
+    if rebuild or not _image_id(dc, layer):
+        with ui.task(f"Installing every role's packages into {layer}") as task:
+            _build(dc, "packages", layer, rebuild, task, context=package_layer.context(text))
     refs = image_refs(dc)
     missing = {role: ref for role, ref in refs.items() if rebuild or not _image_id(dc, ref)}
     if not missing:
@@ -129,7 +142,7 @@ def ensure_images(dc: docker.DockerClient, ui, *, rebuild: bool = False, pull: b
     with ui.task(f"Building {', '.join(missing.values())}") as task:
         pool = ThreadPoolExecutor(max_workers=len(missing))
         try:
-            builds = [pool.submit(_build, dc, role, ref, rebuild, task) for role, ref in missing.items()]
+            builds = [pool.submit(_build, dc, role, ref, rebuild, task, layer=layer) for role, ref in missing.items()]
             for build in builds:
                 build.result()  # the first failure, with its image named
         finally:  # on a failure or Ctrl-C, start no build that has not begun
@@ -145,13 +158,16 @@ def check_names() -> None:
                                 "digits and . _ - /, e.g. LAB_IMAGE_PREFIX=my-lab LAB_BASE_IMAGE=my-lab/debian:trixie-slim")
 
 
-def _build(dc: docker.DockerClient, role: str, ref: str, nocache: bool, task) -> None:
+def _build(dc: docker.DockerClient, role: str, ref: str, nocache: bool, task, *,
+           layer: str = "", context=None) -> None:
+    """Build ``ref``: a role's folder on top of ``layer``, or the in-memory ``context``."""
     repo, tag = ref.rsplit(":", 1)
     tail: list[str] = []
+    source = ({"fileobj": context, "custom_context": True} if context is not None else
+              {"path": str(ROLES[role]), "buildargs": {package_layer.BUILD_ARG: layer}})
     try:
-        events = dc.api.build(path=str(ROLES[role]), tag=ref, rm=True, forcerm=True,
-                              pull=False, nocache=nocache, decode=True,
-                              buildargs={"BASE_IMAGE": BASE_IMAGE})
+        events = dc.api.build(tag=ref, rm=True, forcerm=True, pull=False, nocache=nocache,
+                              decode=True, **source)
         for event in events:
             if "error" in event:
                 raise ImageError(f"building {ref} failed: {event['error'].strip()}"
