@@ -25,7 +25,8 @@ class _Progress:
         self.out, self.packages = out, 0
 
     def line(self, text: str) -> None:
-        if not text.startswith(("I: Retrieving", "I: Validating", "I: Unpacking", "I: Configuring",
+        text = text.rstrip()
+        if text and not text.startswith(("I: Retrieving", "I: Validating", "I: Unpacking", "I: Configuring",
                                 "I: Extracting")):
             print(f"base image: {text}", file=self.out, flush=True)
 
