@@ -94,7 +94,8 @@ def _ignored(rel: str, patterns: list[str]) -> bool:
 
 
 def context_hash(folder: Path, base_id: str) -> str:
-    """Hash of the files a build sends (minus .dockerignore) plus the base image id."""
+    """Hash of the files a build sends (minus .dockerignore) plus what it starts from (the
+    package layer's tag, which follows the base image's id)."""
     patterns = _dockerignore(folder)
     digest = hashlib.sha256(base_id.encode())
     for path in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
