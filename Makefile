@@ -28,10 +28,18 @@ images: setup ## Base image (present, pulled or bootstrapped) and the lab images
 certs: $(STAMP) ## Generate the lab PKI in certs/ (idempotent)
 	$(LAB) certs
 
-lab-up: setup ## Bring the lab up (certs, images, configs) and wait until healthy
+# A first start's two slow steps side by side: the base image (lab/base_image.py, with the
+# system's Python: present, pulled or bootstrapped) while pip builds the virtualenv. If the
+# base step fails, `lab up` tries again and names the fix.
+SETUP_AND_BASE = $(PYTHON) -m lab.base_image & base=$$!; \
+	$(MAKE) --no-print-directory setup || { kill $$base; exit 1; }; wait $$base || true
+
+lab-up: ## Bring the lab up (certs, images, configs) and wait until healthy
+	@$(SETUP_AND_BASE)
 	$(LAB) up
 
-lab-up-all: setup ## The lab with every contrast design (ALB modes, NLB TLS listener)
+lab-up-all: ## The lab with every contrast design (ALB modes, NLB TLS listener)
+	@$(SETUP_AND_BASE)
 	$(LAB) up --all-designs
 
 lab-down: $(STAMP) ## Stop the lab and remove its containers and networks

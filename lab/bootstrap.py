@@ -1,4 +1,5 @@
-"""Make debian:trixie-slim from OS packages, for machines that cannot pull it.
+"""Make debian:trixie-slim from OS packages, for machines that cannot pull it: with
+mmdebstrap where the host has it (lab/mmdebstrap.py, faster), else:
 
     debootstrap --variant=minbase --keyring=KEYRING trixie ROOTFS MIRROR
     tar -C ROOTFS -c . | docker import - debian:trixie-slim
@@ -19,10 +20,14 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from . import mmdebstrap
 from .errors import CommandFailed, ImageError
 from .proc import stream
 
 SUITE = "trixie"
+# The image every role image starts FROM. Another name (LAB_BASE_IMAGE, with LAB_IMAGE_PREFIX
+# in lab/images.py) lets a second checkout build its images from nothing beside the usual ones.
+BASE_IMAGE = os.environ.get("LAB_BASE_IMAGE") or "debian:trixie-slim"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 DEFAULT_SECURITY = "http://deb.debian.org/debian-security"
 APT_SOURCES = Path("/etc/apt")
@@ -132,6 +137,9 @@ def bootstrap_base_image(tag: str, task, *, workdir: str | None = None, env=None
         ImageError: when not root, debootstrap or Debian's keyring is missing, or a step fails
             or times out (its output tail shown).
     """
+    if mmdebstrap.available(os.environ if env is None else env):
+        _with_mmdebstrap(tag, task, workdir, env)
+        return
     if shutil.which("debootstrap") is None:
         raise ImageError(f"cannot pull {tag} and debootstrap is not installed to build it: "
                          "`sudo apt-get install debootstrap`, then `lab images` again")
@@ -176,6 +184,17 @@ def bootstrap_base_image(tag: str, task, *, workdir: str | None = None, env=None
         _import(rootfs, tag)
     finally:
         shutil.rmtree(rootfs, ignore_errors=True)
+
+
+def _with_mmdebstrap(tag: str, task, workdir: str | None, env) -> None:
+    keyring = find_keyring(env)
+    if os.geteuid() != 0:
+        raise ImageError(f"cannot pull {tag}; bootstrapping it needs root (mmdebstrap creates "
+                         "device nodes): run `sudo -E .venv/bin/lab images` once, then carry on as yourself")
+    mirror, security = find_mirrors(env=env)
+    task.line(f"mmdebstrap {SUITE} from {mirror}, verified with {keyring}")
+    mmdebstrap.bootstrap(tag, task, suite=SUITE, sources=_sources_list(mirror, security).splitlines(),
+                         keyring=keyring, parent=workdir or os.environ.get("LAB_BOOTSTRAP_DIR") or "/var/tmp")
 
 
 def _import(rootfs: Path, tag: str) -> None:

@@ -27,7 +27,6 @@ from .designs import BACKENDS, BASE_SERVICES, DESIGN_SERVICES, LOAD_BALANCERS, S
 from .errors import LabError, StackError
 
 PASSED = ("L4OK", "L6OK", "L7OK")
-CHECK_TIMEOUT_S = 1.0  # `timeout check` in haproxy/base.cfg.j2
 # Each load balancer's backend whose checks vouch for the targets (an ALB's other target
 # groups follow its first one's checks: `track`); none for one that sends no health checks.
 LB_BACKENDS = {lb.service: (lb.check_backend,) if lb.check_backend else () for lb in LOAD_BALANCERS.values()}
@@ -124,7 +123,7 @@ def _newer_than_checks(stack, started: dict, server: str, lb: str) -> bool:
     started."""
     if server not in started or lb not in started or started[server] <= started[lb]:
         return False
-    round_s = stack.settings.check_inter_seconds + CHECK_TIMEOUT_S
+    round_s = stack.settings.check_round_seconds(server)
     return (dt.datetime.now(dt.timezone.utc) - started[server]).total_seconds() < round_s
 
 

@@ -29,7 +29,7 @@ from .pemfile import write_file
 from . import connlog, designs, identity_filters, resources
 from .designs import BACKEND_LISTENERS, LOAD_BALANCERS, RENDER_PORT
 from .generation import fingerprint as _generation
-from .settings import BACKENDS, Settings
+from .settings import BACKENDS, CHECK_TIMEOUT_S, Settings
 
 BANNER = "Rendered by `lab` from {template}: edit the template, not this file."
 COMPOSE_TEMPLATE = "compose/compose.yaml.j2"
@@ -126,8 +126,9 @@ def _common(settings: Settings, template: str, generation: str, owner: tuple | N
         "server_name": SERVER_NAME,
         "backends": [{"name": name, "ip": settings.backend_ip(name)} for name in BACKENDS],
         "sorry_ip": settings.sorry_ip,
-        "check": {"inter": settings.check_inter, "fall": settings.check_fall, "rise": settings.check_rise},
-        "check_timeout": "1s",
+        "check": {"inter": settings.check_inter, "fall": settings.check_fall, "rise": settings.check_rise,
+                  "fastinter": settings.check_fastinter, "sorry_inter": settings.sorry_check_inter},
+        "check_timeout": f"{CHECK_TIMEOUT_S:g}s",
     }
 
 

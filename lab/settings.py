@@ -29,7 +29,9 @@ DEFAULTS = {
     "LAB_VPC_SUBNET": "198.51.100.0/24",
     "LAB_STICK_EXPIRE": "30m",
     "LAB_CLIENT_IPS": "16",
-    "LAB_CHECK_INTER": "1s",
+    # every 2 s while a target is fully up, every 500 ms once a check failed or while it is
+    # down: a dead target is DOWN within 4.5 s (docs/reliability.md), at half the checks of 1 s
+    "LAB_CHECK_INTER": "2s",
     "LAB_CHECK_FALL": "2",
     "LAB_CHECK_RISE": "2",
     "LAB_WAIT_TIMEOUT": "120",
@@ -49,6 +51,9 @@ DEFAULTS = {
     "LAB_NLB_TLS_PROXY_IDENTITY": "off",
     # `lab dashboard`'s port on 127.0.0.1 (its option --port)
     "LAB_DASHBOARD_PORT": "8480",
+    "LAB_CHECK_FASTINTER": "500ms",
+    # the sorry page matters only once every target is down: checked rarely while it is up
+    "LAB_SORRY_CHECK_INTER": "10s",
 }
 
 BACKENDS = tuple(designs_mod.BACKENDS)
@@ -67,6 +72,7 @@ PROXY_IDENTITY_CHOICES = ("off", "cn")
 # The client container's extra addresses have roles (ClientPool): at least six users, a
 # probe address for `lab compare` and one for the demos.
 CLIENT_IPS_MIN = 8
+CHECK_TIMEOUT_S = 1.0  # HAProxy's `timeout check` (haproxy/base.cfg.j2)
 
 
 @dataclass(frozen=True)
@@ -130,6 +136,8 @@ class Settings:
     nlb_tls_proxy_identity: str = DEFAULTS["LAB_NLB_TLS_PROXY_IDENTITY"]
     certs_dir: Path = field(default=None)  # type: ignore[assignment]
     dashboard_port: int = int(DEFAULTS["LAB_DASHBOARD_PORT"])
+    check_fastinter: str = DEFAULTS["LAB_CHECK_FASTINTER"]
+    sorry_check_inter: str = DEFAULTS["LAB_SORRY_CHECK_INTER"]
 
     def __post_init__(self):
         if not _PROJECT_RE.fullmatch(self.project):
@@ -205,6 +213,8 @@ class Settings:
             nlb_tls_identity_filters=identity_filters.parse(get("LAB_NLB_TLS_IDENTITY_FILTERS")),
             nlb_tls_proxy_identity=get("LAB_NLB_TLS_PROXY_IDENTITY").strip().lower(),
             dashboard_port=_port("LAB_DASHBOARD_PORT", get("LAB_DASHBOARD_PORT")),
+            check_fastinter=_time("LAB_CHECK_FASTINTER", get("LAB_CHECK_FASTINTER")),
+            sorry_check_inter=_time("LAB_SORRY_CHECK_INTER", get("LAB_SORRY_CHECK_INTER")),
         )
         values.update(overrides)
         return cls(**values)
@@ -266,6 +276,21 @@ class Settings:
     def check_inter_seconds(self) -> float:
         """LAB_CHECK_INTER in seconds."""
         return (_time_ms(self.check_inter) or 1000) / 1000
+
+    def check_round_seconds(self, server: str) -> float:
+        """The longest a load balancer goes without checking ``server`` while it is up, plus
+        the check's own timeout: the sorry page has its own, longer interval."""
+        inter = self.sorry_check_inter if server == designs_mod.SORRY.name else self.check_inter
+        return (_time_ms(inter) or 1000) / 1000 + CHECK_TIMEOUT_S
+
+    @property
+    def detection_bound_seconds(self) -> float:
+        """How long a dead target can still be taken for UP: the wait for its next check
+        (inter), then ``fall`` failed checks each up to the check timeout, the ones after
+        the first ``fastinter`` apart."""
+        fastinter = (_time_ms(self.check_fastinter) or 1000) / 1000
+        return (self.check_inter_seconds + self.check_fall * CHECK_TIMEOUT_S
+                + (self.check_fall - 1) * fastinter)
 
     @property
     def client_pool(self) -> "ClientPool":

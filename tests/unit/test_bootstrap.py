@@ -69,7 +69,8 @@ def test_missing_keyring_is_refused(env, monkeypatch, tmp_path):
 
 
 def _as_root_with_debootstrap(monkeypatch):
-    monkeypatch.setattr(bootstrap.shutil, "which", lambda name: f"/usr/sbin/{name}")
+    # the debootstrap path (mmdebstrap, when the host has it, is tests/unit/test_mmdebstrap.py)
+    monkeypatch.setattr(bootstrap.shutil, "which", lambda name: None if name == "mmdebstrap" else f"/usr/sbin/{name}")
     monkeypatch.setattr(bootstrap.os, "geteuid", lambda: 0)
 
 

@@ -63,7 +63,7 @@ def test_nlb_tls_listener_is_round_robin_without_stickiness(tmp_path):
     cfg = render.haproxy_cfg(settings(tmp_path), "nlb-tls")
     assert "balance roundrobin" in cfg.split("\nbackend web")[1]
     assert "stick-table" not in cfg and "stick on" not in cfg and "lua-load" not in cfg
-    assert "server sorry 198.51.100.13:443 backup\n" in cfg
+    assert "server sorry 198.51.100.13:443 backup inter 10s\n" in cfg  # not non-stick: no table
 
 
 def test_tls_terminating_load_balancers_verify_and_keep_the_client_ip(tmp_path):
