@@ -25,6 +25,7 @@ ROLES = {
     "nginx": resources.path("nginx"),
     "client": resources.path("client"),
     "verifier": resources.path("verifier"),
+    "dns": resources.path("dns"),
 }
 
 

@@ -26,7 +26,7 @@ import jinja2
 
 from .certs import HEALTH_CN, SERVER_NAME, Layout
 from .pemfile import write_file
-from . import connlog, designs, resources
+from . import connlog, designs, resources, route53
 from .designs import BACKEND_LISTENERS, LOAD_BALANCERS, RENDER_PORT
 from .generation import fingerprint as _generation
 from .settings import BACKENDS, Settings
@@ -128,6 +128,7 @@ def _common(settings: Settings, template: str, generation: str, owner: tuple | N
         "sorry_ip": settings.sorry_ip,
         "check": {"inter": settings.check_inter, "fall": settings.check_fall, "rise": settings.check_rise},
         "check_timeout": "1s",
+        "sorry_mode": settings.sorry,
     }
 
 
@@ -186,6 +187,7 @@ def haproxy_cfg(settings: Settings, service: str = "nlb", env: jinja2.Environmen
         connlog=connlog.formats(service, settings.project) if lb.connection_log else None,
         stickiness=settings.nlb_stickiness,
         stick_reset=stick_reset(settings, service),
+        target_health=route53.target_health(settings, service),
         alb_mtls={"ignore_expiry": settings.alb_ignore_client_cert_expiry,
                   "advertise_ca_names": settings.alb_advertise_ca_names,
                   "headers": designs.alb_header_names(settings.alb_mtls_header_names)},
@@ -283,7 +285,7 @@ def compose_yaml(settings: Settings, images: dict, config_hash: str, env: jinja2
     """The compose file: the shared services, and each load balancer from its record."""
     env = env or environment()
     # `lab down` renders without asking Docker: compose needs a name to parse, not an image
-    refs = {role: images.get(role) or f"unbuilt/{role}" for role in ("haproxy", "nginx", "client", "verifier")}
+    refs = {role: images.get(role) or f"unbuilt/{role}" for role in ("haproxy", "nginx", "client", "verifier", "dns")}
     ports = settings.all_host_ports
 
     def host_port(var: str) -> str:
@@ -325,6 +327,7 @@ def compose_yaml(settings: Settings, images: dict, config_hash: str, env: jinja2
         connlog_dir=connlog.LOG_DIR, connlog_file=connlog.LOG_FILE, connlog_fd=connlog.LOG_FD,
         internet_subnet=str(settings.internet_subnet),
         vpc_subnet=str(settings.vpc_subnet),
+        **route53.compose_context(settings, host_port),
     )
 
 
@@ -355,6 +358,7 @@ def render(settings: Settings, images: dict, staged: bool = False, owner: tuple 
     for name in BACKENDS + ("sorry", *waf_services()):
         configs[name] = {build / "nginx" / name / "nginx.conf": nginx_conf(settings, name, env, gen).encode(),
                          build / "nginx" / name / "modsecurity.conf": modsecurity_conf(env).encode()}
+    configs.update(route53.configs(settings, env, BANNER, gen))
     # The public trust material travels with the configs (a folder mount, so a renewed
     # CRL is seen after a reload); private keys stay in certs/.
     lay = Layout(Path(settings.certs_dir))

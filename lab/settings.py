@@ -15,7 +15,7 @@ from . import designs as designs_mod
 from . import resources
 from .errors import SettingsError
 from .pki import KEY_TYPES
-from .values import (_port, _int, _subnet, _flag, _time_ms, _time, _delay, _path, _header_names, _PROJECT_RE)
+from .values import (_port, _int, _subnet, _flag, _time_ms, _time, _delay, _path, _header_names, _ttl, _PROJECT_RE)
 
 REPO_ROOT = resources.CHECKOUT  # the source checkout (tests and docs refer to it)
 
@@ -43,6 +43,10 @@ DEFAULTS = {
     "LAB_ALB_ADVERTISE_CA_NAMES": "off",
     "LAB_ALB_MTLS_HEADER_NAMES": "",
     "LAB_ALB_TRUST_STORE": "lab",
+    # the DNS layer (lab/route53.py): the failover record's TTL (AWS's alias records take the
+    # target's, 60 s for a load balancer: docs/aws-parity.md), and where the sorry page lives
+    "LAB_DNS_TTL": "5",
+    "LAB_SORRY": "dns",
 }
 
 BACKENDS = tuple(designs_mod.BACKENDS)
@@ -54,6 +58,9 @@ BIND_CHOICES = ("127.0.0.1", "0.0.0.0")  # the designs' listeners; diagnostics s
 STICKINESS_CHOICES = ("aws", "haproxy")
 # The ALB verify listener's trust store: the lab CA (its chain and CRLs), or also the partner CA's
 ALB_TRUST_STORES = ("lab", "lab+partner")
+# The sorry page: "dns" (the seed: Route 53 fails over to the cdn sorry site, the NLB fails
+# open) or "lb" (the lab's shortcut: a backup server inside the load balancers).
+SORRY_CHOICES = ("dns", "lb")
 
 # The client container's extra addresses have roles (ClientPool): at least six users, a
 # probe address for `lab compare` and one for the demos.
@@ -117,6 +124,8 @@ class Settings:
     alb_advertise_ca_names: bool = _flag("", DEFAULTS["LAB_ALB_ADVERTISE_CA_NAMES"])
     alb_mtls_header_names: tuple = ()  # (IdentityHeaders field or "chain", header name): renamed only
     alb_trust_store: str = DEFAULTS["LAB_ALB_TRUST_STORE"]
+    dns_ttl: int = int(DEFAULTS["LAB_DNS_TTL"])
+    sorry: str = DEFAULTS["LAB_SORRY"]
     certs_dir: Path = field(default=None)  # type: ignore[assignment]
 
     def __post_init__(self):
@@ -139,6 +148,9 @@ class Settings:
         if self.alb_trust_store not in ALB_TRUST_STORES:
             raise SettingsError(f"LAB_ALB_TRUST_STORE={self.alb_trust_store!r}: use {' or '.join(ALB_TRUST_STORES)} "
                                 "(the lab CA, or also the partner CA)")
+        if self.sorry not in SORRY_CHOICES:
+            raise SettingsError(f"LAB_SORRY={self.sorry!r}: use dns (Route 53 fails over to the cdn sorry "
+                                "site, as in the seed) or lb (a backup server in the load balancer)")
         if self.certs_dir is None:
             object.__setattr__(self, "certs_dir", Path(self.home) / "certs")
         _path("LAB_HOME", self.home)  # also --workdir, and the checkout when it is the default
@@ -186,6 +198,8 @@ class Settings:
             alb_advertise_ca_names=_flag("LAB_ALB_ADVERTISE_CA_NAMES", get("LAB_ALB_ADVERTISE_CA_NAMES")),
             alb_mtls_header_names=_header_names("LAB_ALB_MTLS_HEADER_NAMES", get("LAB_ALB_MTLS_HEADER_NAMES")),
             alb_trust_store=get("LAB_ALB_TRUST_STORE").strip(),
+            dns_ttl=_ttl("LAB_DNS_TTL", get("LAB_DNS_TTL")),
+            sorry=get("LAB_SORRY").strip().lower(),
         )
         values.update(overrides)
         return cls(**values)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import docker.errors
 
-from . import certs, designs, docker_env, images, pemfile, readiness, render
+from . import cdncert, certs, designs, docker_env, images, pemfile, readiness, render
 from . import reload as reload_mod
 from .designs import DESIGN_SERVICES, DESIGNS, DIRECT_LISTENER, SERVICES
 from .errors import CommandFailed, LabError, StackError
@@ -158,6 +158,8 @@ class Stack:
         elif report.crl_signed:
             ui.ok(f"PKI in {report.root}: CRL re-signed")
         certs.require_pki(self.settings.certs_dir)
+        if cdncert.ensure(self.settings.certs_dir):
+            ui.ok("PKI: issued the sorry site's server certificate (certs/cdn)")
         refs = images.ensure_images(dc, ui, rebuild=rebuild)
         return render.render(self.settings, refs, owner=docker_env.socket_owner(dc)).env
 

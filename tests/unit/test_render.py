@@ -18,7 +18,10 @@ def test_haproxy_is_a_tcp_passthrough_with_source_ip_stickiness(tmp_path):
     assert "stick on src" in cfg
     assert "send-proxy-v2" in cfg
     assert "server web1 198.51.100.11:443" in cfg and "server web2 198.51.100.12:443" in cfg
-    assert "server sorry 198.51.100.13:443 backup non-stick" in cfg
+    # LAB_SORRY=dns (the default): no sorry page in the load balancer (tests/unit/test_route53.py)
+    assert "server sorry" not in cfg
+    lb_mode = render.haproxy_cfg(settings(tmp_path, LAB_SORRY="lb"), "nlb")
+    assert "server sorry 198.51.100.13:443 backup non-stick" in lb_mode
     # the passthrough frontend never terminates TLS
     assert " ssl " not in cfg.split("frontend nlb")[1].split("backend web")[0]
     assert "crt /etc/lab/health/health.pem" in cfg  # checks present the health certificate
@@ -63,7 +66,9 @@ def test_nlb_tls_listener_is_round_robin_without_stickiness(tmp_path):
     cfg = render.haproxy_cfg(settings(tmp_path), "nlb-tls")
     assert "balance roundrobin" in cfg.split("\nbackend web")[1]
     assert "stick-table" not in cfg and "stick on" not in cfg and "lua-load" not in cfg
-    assert "server sorry 198.51.100.13:443 backup\n" in cfg
+    assert "server sorry" not in cfg  # LAB_SORRY=dns: it fails open as an NLB does
+    lb_mode = render.haproxy_cfg(settings(tmp_path, LAB_SORRY="lb"), "nlb-tls")
+    assert "server sorry 198.51.100.13:443 backup\n" in lb_mode
 
 
 def test_tls_terminating_load_balancers_verify_and_keep_the_client_ip(tmp_path):
