@@ -278,6 +278,7 @@ def compose_env(settings: Settings, config_hash: str) -> dict:
         "LAB_INTERNET_SUBNET": str(settings.internet_subnet),
         "LAB_VPC_SUBNET": str(settings.vpc_subnet),
         "LAB_CONFIG_HASH": config_hash,
+        "LAB_SORRY": settings.sorry,
     }
 
 

@@ -102,6 +102,18 @@ def compose_context(settings, host_port) -> dict:
             "cdn": {"ip": cdn_ip(settings), "host_port": host_port(CDN.port_setting), "port": CDN.container_port}}
 
 
+def sorry_source(settings, service: str) -> str:
+    """Where a load balancer's clients get a sorry page when every target is down (`lab compare`)."""
+    lb = LOAD_BALANCERS[service]
+    if not lb.check_backend:
+        return "none: no health checks, origin errors pass through"
+    if service == "alb" or settings.sorry == "lb":
+        return "in the LB: a backup server (the lab's shortcut)"
+    if service == PRIMARY:
+        return f"DNS failover: {RECORD} -> the cdn sorry site; the NLB fails open"
+    return "none: it fails open, and no DNS record fails over from it"
+
+
 # -- asking it -------------------------------------------------------------------------
 
 def host_port(stack, protocol: str = "udp") -> int:

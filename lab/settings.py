@@ -126,6 +126,7 @@ class Settings:
     alb_trust_store: str = DEFAULTS["LAB_ALB_TRUST_STORE"]
     dns_ttl: int = int(DEFAULTS["LAB_DNS_TTL"])
     sorry: str = DEFAULTS["LAB_SORRY"]
+    sorry_auto: bool = True      # not chosen by the user: `lab` reuses what the last `up` ran
     certs_dir: Path = field(default=None)  # type: ignore[assignment]
 
     def __post_init__(self):
@@ -200,6 +201,7 @@ class Settings:
             alb_trust_store=get("LAB_ALB_TRUST_STORE").strip(),
             dns_ttl=_ttl("LAB_DNS_TTL", get("LAB_DNS_TTL")),
             sorry=get("LAB_SORRY").strip().lower(),
+            sorry_auto="LAB_SORRY" not in env,
         )
         values.update(overrides)
         return cls(**values)

@@ -130,13 +130,15 @@ class Stack:
 
     def _recorded(self, settings: Settings) -> Settings:
         """Default subnets as the last `up` settled them (recorded in the env file)."""
-        if not (settings.internet_auto or settings.vpc_auto or settings.designs_auto) \
+        if not (settings.internet_auto or settings.vpc_auto or settings.designs_auto or settings.sorry_auto) \
                 or not self.compose.env_file.exists():
             return settings
         recorded = read_env_file(self.compose.env_file)
         changes = {}
         if settings.designs_auto and recorded.get("LAB_DESIGNS"):
             changes["designs"] = designs.parse(recorded["LAB_DESIGNS"])
+        if settings.sorry_auto and recorded.get("LAB_SORRY"):
+            changes["sorry"] = recorded["LAB_SORRY"]
         for field, var, auto in (("internet_subnet", "LAB_INTERNET_SUBNET", settings.internet_auto),
                                  ("vpc_subnet", "LAB_VPC_SUBNET", settings.vpc_auto)):
             if auto and recorded.get(var):
