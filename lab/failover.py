@@ -80,10 +80,12 @@ def _watch(stack, clients: dict, want: str, deadline_s: float, started: float) -
     port = route53.host_port(stack)
     first = {name: None for name in clients}
     seen = {name: {} for name in clients}
-    dns_flip = None
+    dns_flip, answers = None, set()
     want_ip = stack.settings.lb_ips(route53.PRIMARY)[0] if want != "sorry site" else route53.cdn_ip(stack.settings)
     while time.monotonic() - started < deadline_s and None in first.values():
-        if dns_flip is None and route53.resolve(port)[0] == [want_ip]:
+        answer = route53.resolve(port)[0]
+        answers.update(answer)
+        if dns_flip is None and answer == [want_ip]:
             dns_flip = round(time.monotonic() - started, 2)
         for name, probe in clients.items():
             if first[name] is not None:
@@ -92,7 +94,7 @@ def _watch(stack, clients: dict, want: str, deadline_s: float, started: float) -
             seen[name][kind] = seen[name].get(kind, 0) + 1
             if kind == want:
                 first[name] = round(time.monotonic() - started, 2)
-    return {"clients": first, "dns_answer_after_s": dns_flip, "seen": seen}
+    return {"clients": first, "dns_answer_after_s": dns_flip, "seen": seen, "dns_answers": sorted(answers)}
 
 
 def measure(stack, dc, on_line=None, during=None) -> dict:

@@ -152,6 +152,9 @@ def ready(stack, reasons: dict) -> dict:
 
     found = {}
     s = stack.settings
+    if reasons.get(DNS.name, "").startswith("exited"):
+        found[DNS.name] = (f"{reasons[DNS.name]}: PowerDNS refused to start (its log lines below say why; "
+                           "`lab images --rebuild` rebuilds its image)")
     if DNS.name in reasons and not reasons[DNS.name]:
         try:
             answer, _ = resolve(host_port(stack), timeout=1)
