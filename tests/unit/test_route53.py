@@ -105,3 +105,12 @@ def test_the_dns_and_cdn_ports_are_settings_like_the_others():
     assert s.port("LAB_DNS_PORT") == 9553 and s.port("LAB_CDN_PORT") == 0
     with pytest.raises(SettingsError, match="must all differ"):
         Settings.from_env(env={"LAB_DNS_PORT": "8443"})  # the NLB's
+
+
+def test_compare_says_where_the_sorry_page_comes_from_per_mode():
+    dns_mode, lb_mode = Settings.from_env(env={}), Settings.from_env(env={"LAB_SORRY": "lb"})
+    assert route53.sorry_source(dns_mode, "nlb").startswith("DNS failover: www.lab.test -> the cdn")
+    assert route53.sorry_source(dns_mode, "nlb-tls").startswith("none: it fails open")
+    assert route53.sorry_source(lb_mode, "nlb").startswith("in the LB")
+    assert route53.sorry_source(dns_mode, "alb").startswith("in the LB")  # both modes, for now
+    assert route53.sorry_source(dns_mode, "cloudfront").startswith("none: no health checks")
