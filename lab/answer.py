@@ -92,7 +92,7 @@ class Answer:
     @property
     def sorry(self) -> bool:
         """Answered by the sorry page (every backend down): not an error, not served either."""
-        return self.transport_ok and self.backend == "sorry"
+        return self.transport_ok and self.backend in ("sorry", "cdn")  # in the load balancer, or the sorry site
 
     @property
     def verdict(self) -> str:

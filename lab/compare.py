@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import secrets
 
+from . import route53
 from .answer import Answer
 from .client import Container, Listener
 from .containers import ClientContainer
@@ -146,6 +147,7 @@ def probe_design(stack: Stack, client: Listener) -> dict:
         "backend_sees_client_ip": client_ip,
         "stickiness": sticky,
         "waf_can_inspect": waf,
+        "sorry_page": route53.sorry_source(s, DESIGNS[client.design].service),
         "evidence": {
             "alice": {"status": alice.status, "curl_exit": alice.curl_exit, "body": alice.body},
             "rogue_ca": {"status": rogue.status, "curl_exit": rogue.curl_exit, "body": rogue.body},
@@ -169,6 +171,7 @@ COLUMNS = (
     ("backend_sees_client_ip", "backend sees client IP"),
     ("stickiness", "stickiness"),
     ("waf_can_inspect", "WAF can inspect"),
+    ("sorry_page", "sorry page (every target down)"),
 )
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from rich.console import Console
 from rich.markup import escape
 
-from . import compare, containers, fault
+from . import failover, compare, containers, fault
 from .client import Host, command, request, request_many
 from .credentials import Credentials
 from .wait import wait_for
@@ -206,8 +206,11 @@ def client_ip(show: Show):
         show.note("(start the ALB designs with `lab up --all-designs` to see the X-Forwarded-For contrast)")
 
 
-@demo("sorry-page", "C4: the sorry page takes over when every backend is down, and traffic fails back")
+@demo("sorry-page", "C4: the sorry page takes over when every backend is down (Route 53 failover to the "
+                    "cdn sorry site; LAB_SORRY=lb: in the load balancer), and traffic fails back")
 def sorry_page(show: Show):
+    if show.stack.settings.sorry == "dns":
+        return failover.demo(show)
     faults = fault.Faults(show.stack, show.dc)
     host, port = Host(show.stack.settings.certs_dir), show.stack.nlb_port()
     show.say("1. stop both backends")

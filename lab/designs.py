@@ -144,6 +144,24 @@ CLIENT_HOST = 20          # the client container's primary address (internet sid
 CLIENT_EXTRA_FIRST = 100  # its extra source addresses start here
 
 
+@dataclass(frozen=True)
+class EdgeService:
+    """A service of the DNS layer (lab/route53.py): its addresses and its port on the host."""
+
+    name: str
+    internet_host: int
+    vpc_host: int           # 0: not on the vpc
+    port_setting: str
+    host_port: int
+    container_port: int
+
+
+# Route 53's stand-in (PowerDNS): answers lab.test to the clients, reads the load balancers'
+# target health over the vpc. The "cdn" sorry site (the seed's S3 behind CloudFront): internet only.
+DNS = EdgeService("dns", 53, 53, "LAB_DNS_PORT", 8553, 53)
+CDN = EdgeService("cdn", 30, 0, "LAB_CDN_PORT", 8456, 443)
+
+
 ALB_HEADERS = BackendListener("alb-headers", 8444, "X-Amzn-Mtls-* headers", "backend, headers", IdentityHeaders(
     subject="X-Amzn-Mtls-Clientcert-Subject", issuer="X-Amzn-Mtls-Clientcert-Issuer",
     serial="X-Amzn-Mtls-Clientcert-Serial-Number", validity="X-Amzn-Mtls-Clientcert-Validity",
@@ -239,7 +257,7 @@ BACKEND_LISTENERS = {l.name: l for l in (TLS_LISTENER, DIRECT_LISTENER, *(d.targ
 OPTIONAL = tuple(name for name, d in DESIGNS.items() if not LOAD_BALANCERS[d.service].always_on)
 # The shared services, in `lab status` order: the always-on load balancers, the targets, the client.
 BASE_SERVICES = (*(lb.service for lb in LOAD_BALANCERS.values() if lb.always_on),
-                 *BACKENDS, SORRY.name, "client")
+                 *BACKENDS, SORRY.name, "client", DNS.name, CDN.name)
 SERVICES = BASE_SERVICES + tuple(dict.fromkeys(
     s for lb in LOAD_BALANCERS.values() if not lb.always_on for s in lb.services))
 # The services each design runs (besides the shared ones).
@@ -247,7 +265,8 @@ DESIGN_SERVICES = {name: LOAD_BALANCERS[d.service].services for name, d in DESIG
 # The host port settings, with their defaults: every design's listener and each backend's
 # diagnostic listener.
 PORT_SETTINGS = {**{d.port_setting: d.host_port for d in DESIGNS.values()},
-                 **{b.port_setting: b.host_port for b in BACKENDS.values()}}
+                 **{b.port_setting: b.host_port for b in BACKENDS.values()},
+                 DNS.port_setting: DNS.host_port, CDN.port_setting: CDN.host_port}
 
 
 def load_balancer(design: str) -> LoadBalancer:

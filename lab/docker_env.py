@@ -137,8 +137,8 @@ def free_port(bind: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
-def port_is_free(bind: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+def port_is_free(bind: str, port: int, kind: int = socket.SOCK_STREAM) -> bool:
+    with socket.socket(socket.AF_INET, kind) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((bind, port))
@@ -156,6 +156,9 @@ def _publisher(dc: docker.DockerClient, port: int) -> str | None:
     return None
 
 
+UDP_PORT_SETTINGS = ("LAB_DNS_PORT",)  # published over UDP too (the DNS server)
+
+
 def check_ports(dc: docker.DockerClient, bind: str, ports: dict, ours: set) -> None:
     """Fail if a port the lab will publish is held by anything but this project.
 
@@ -169,7 +172,8 @@ def check_ports(dc: docker.DockerClient, bind: str, ports: dict, ours: set) -> N
         PortInUse: naming the holder and a free alternative.
     """
     for var, port in ports.items():
-        if not port or port in ours or port_is_free(bind, port):
+        udp_free = var not in UDP_PORT_SETTINGS or port_is_free(bind, port, socket.SOCK_DGRAM)
+        if not port or port in ours or (port_is_free(bind, port) and udp_free):
             continue
         holder = _publisher(dc, port) or "another program"
         raise PortInUse(

@@ -31,6 +31,7 @@ ROLES = {
     "nginx": resources.path("nginx"),
     "client": resources.path("client"),
     "verifier": resources.path("verifier"),
+    "dns": resources.path("dns"),
 }
 
 

@@ -136,8 +136,10 @@ def lab_settings_for(config, base_dir, dc) -> Settings:
     raw = raw if raw is not None else config.getini("lab_designs")
     internet, vpc = docker_env.free_subnets(dc, 2)
     any_port = {var: "0" for var in Settings().all_host_ports}
+    # LAB_SORRY is the one mode a suite may choose from outside (`LAB_SORRY=lb pytest ...`)
+    sorry = {"LAB_SORRY": os.environ["LAB_SORRY"]} if os.environ.get("LAB_SORRY") else {}
     return Settings.from_env(
-        env={**any_port, "LAB_DESIGNS": raw or ""},
+        env={**any_port, "LAB_DESIGNS": raw or "", **sorry},
         project=f"mtlslab-test-{secrets.token_hex(3)}",
         home=base_dir,
         internet_subnet=internet, vpc_subnet=vpc,

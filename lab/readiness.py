@@ -21,7 +21,7 @@ import time
 
 import docker.errors
 
-from . import containers
+from . import containers, route53
 from .client import Host, request
 from .designs import BACKENDS, BASE_SERVICES, DESIGN_SERVICES, LOAD_BALANCERS, SORRY
 from .errors import LabError, StackError
@@ -83,7 +83,8 @@ def check(stack, dc, known_ready: set | None = None) -> dict[str, str]:
                     reasons[server] = f"{status} at {lb} (last check {last or '-'})"
                 elif _newer_than_checks(stack, started, server, lb):
                     reasons[server] = f"restarted; waiting for {lb} to check the new container"
-    for server in (*BACKENDS, SORRY.name):
+    # the sorry page is checked only where a load balancer holds it as a backup (LAB_SORRY=lb, the ALB)
+    for server in (*BACKENDS, *([SORRY.name] if stack.settings.sorry == "lb" or SORRY.name in vouched else [])):
         if server in reasons and not reasons[server] and server not in vouched:
             reasons[server] = "not checked: no load balancer answers"
     if "client" in reasons and not reasons["client"] and "client" not in known_ready:
@@ -93,6 +94,8 @@ def check(stack, dc, known_ready: set | None = None) -> dict[str, str]:
                 reasons["client"] = "still adding its source addresses"
         except (docker.errors.APIError, LabError) as exc:
             reasons["client"] = f"cannot be asked ({exc})"
+    for svc, why in route53.ready(stack, reasons).items():
+        reasons[svc] = why
     for lb in LOAD_BALANCERS.values():
         if lb.companions and lb.service in reasons and not reasons[lb.service]:
             for svc, why in _through(stack, lb, reasons).items():

@@ -26,7 +26,7 @@ import jinja2
 
 from .certs import HEALTH_CN, SERVER_NAME, Layout
 from .pemfile import write_file
-from . import connlog, designs, identity_filters, resources
+from . import connlog, designs, identity_filters, resources, route53, stick_reset
 from .designs import BACKEND_LISTENERS, LOAD_BALANCERS, RENDER_PORT
 from .generation import fingerprint as _generation
 from .settings import BACKENDS, CHECK_TIMEOUT_S, Settings
@@ -129,6 +129,7 @@ def _common(settings: Settings, template: str, generation: str, owner: tuple | N
         "check": {"inter": settings.check_inter, "fall": settings.check_fall, "rise": settings.check_rise,
                   "fastinter": settings.check_fastinter, "sorry_inter": settings.sorry_check_inter},
         "check_timeout": f"{CHECK_TIMEOUT_S:g}s",
+        "sorry_mode": settings.sorry,
     }
 
 
@@ -137,31 +138,6 @@ def listeners(service: str) -> list[dict]:
     return [{"name": d.name.replace("-", "_"), "design": d.name, "mode": d.mode, "port": d.container_port,
              "target_port": d.target.port, "target": d.target, "waf_port": WAF_PORT + i, "inner_port": INNER_PORT + i}
             for i, d in enumerate(LOAD_BALANCERS[service].designs)]
-
-
-# LAB_NLB_STICKINESS=aws: the Lua that empties the stick table on a target's change, beside
-# haproxy.cfg, and the runtime API socket it clears it through (a path inside the chroot).
-STICK_RESET_TEMPLATE = "haproxy/stick-reset.lua.j2"
-STICK_RESET_LUA = "stick-reset.lua"
-STICK_RESET_SOCKET = "stick-reset.sock"
-HAPROXY_CHROOT = "/var/lib/haproxy"  # base.cfg.j2's chroot
-
-
-def stick_reset(settings: Settings, service: str) -> dict | None:
-    """Where a load balancer's stick-table reset lives, or None when it keeps its pins (a
-    load balancer without stickiness, or LAB_NLB_STICKINESS=haproxy)."""
-    if not LOAD_BALANCERS[service].source_sticky or settings.nlb_stickiness != "aws":
-        return None
-    return {"lua": f"/etc/haproxy/lab/{STICK_RESET_LUA}", "socket": f"{HAPROXY_CHROOT}/{STICK_RESET_SOCKET}",
-            "jailed_socket": f"/{STICK_RESET_SOCKET}"}
-
-
-def stick_reset_lua(settings: Settings, service: str = "nlb", env: jinja2.Environment | None = None) -> str:
-    """The Lua handler that resets ``service``'s stick table (see ``stick_reset``)."""
-    env = env or environment()
-    return env.get_template(STICK_RESET_TEMPLATE).render(
-        banner=BANNER.format(template=STICK_RESET_TEMPLATE), table="web", backend="web",
-        socket=stick_reset(settings, service)["jailed_socket"], not_targets=["sorry"])
 
 
 def haproxy_cfg(settings: Settings, service: str = "nlb", env: jinja2.Environment | None = None,
@@ -186,8 +162,9 @@ def haproxy_cfg(settings: Settings, service: str = "nlb", env: jinja2.Environmen
         stick_expire=settings.stick_expire,
         connlog=connlog.formats(service, settings.project) if lb.connection_log else None,
         stickiness=settings.nlb_stickiness,
-        stick_reset=stick_reset(settings, service),
+        stick_reset=stick_reset.options(settings, service),
         nlb_tls=identity_filters.options(settings, service),
+        target_health=route53.target_health(settings, service),
         alb_mtls={"ignore_expiry": settings.alb_ignore_client_cert_expiry,
                   "advertise_ca_names": settings.alb_advertise_ca_names,
                   "headers": designs.alb_header_names(settings.alb_mtls_header_names)},
@@ -279,6 +256,7 @@ def compose_env(settings: Settings, config_hash: str) -> dict:
         "LAB_INTERNET_SUBNET": str(settings.internet_subnet),
         "LAB_VPC_SUBNET": str(settings.vpc_subnet),
         "LAB_CONFIG_HASH": config_hash,
+        "LAB_SORRY": settings.sorry,
     }
 
 
@@ -286,7 +264,7 @@ def compose_yaml(settings: Settings, images: dict, config_hash: str, env: jinja2
     """The compose file: the shared services, and each load balancer from its record."""
     env = env or environment()
     # `lab down` renders without asking Docker: compose needs a name to parse, not an image
-    refs = {role: images.get(role) or f"unbuilt/{role}" for role in ("haproxy", "nginx", "client", "verifier")}
+    refs = {role: images.get(role) or f"unbuilt/{role}" for role in ("haproxy", "nginx", "client", "verifier", "dns")}
     ports = settings.all_host_ports
 
     def host_port(var: str) -> str:
@@ -328,6 +306,7 @@ def compose_yaml(settings: Settings, images: dict, config_hash: str, env: jinja2
         connlog_dir=connlog.LOG_DIR, connlog_file=connlog.LOG_FILE, connlog_fd=connlog.LOG_FD,
         internet_subnet=str(settings.internet_subnet),
         vpc_subnet=str(settings.vpc_subnet),
+        **route53.compose_context(settings, host_port),
     )
 
 
@@ -359,14 +338,14 @@ def render(settings: Settings, images: dict, staged: bool = False, owner: tuple 
     for name in BACKENDS + ("sorry", *waf_services()):
         configs[name] = {build / "nginx" / name / "nginx.conf": nginx_conf(settings, name, env, gen).encode(),
                          build / "nginx" / name / "modsecurity.conf": modsecurity_conf(env).encode()}
+    configs.update(route53.configs(settings, env, BANNER, gen))
     # The public trust material travels with the configs (a folder mount, so a renewed
     # CRL is seen after a reload); private keys stay in certs/.
     lay = Layout(Path(settings.certs_dir))
     trust = {build / "trust" / dst: src.read_bytes()
              for src, dst in ((lay.ca_cert, "ca.pem"), (lay.crl, "crl.pem")) if src.exists()}
     # So is the stick-reset Lua: the staged haproxy.cfg that `haproxy -c` checks loads it by name.
-    trust.update({build / "haproxy" / lb / STICK_RESET_LUA: stick_reset_lua(settings, lb, env).encode()
-                  for lb in LOAD_BALANCERS if stick_reset(settings, lb)})
+    trust.update(stick_reset.files(settings, build, env, BANNER))
     trust.update(identity_filters.files(settings, build, env, BANNER.format(template=identity_filters.TEMPLATE)))
     trust.update(_alb_trust_store(settings, lay, build / "trust"))
     previous = {path: (path.read_bytes() if path.exists() else None) for path in trust} if staged else {}

@@ -15,7 +15,7 @@ from . import designs as designs_mod
 from . import identity_filters, resources
 from .errors import SettingsError
 from .pki import KEY_TYPES
-from .values import (_port, _int, _subnet, _flag, _time_ms, _time, _delay, _path, _header_names, _PROJECT_RE)
+from .values import (_port, _int, _subnet, _flag, _time_ms, _time, _delay, _path, _header_names, _ttl, _PROJECT_RE)
 
 REPO_ROOT = resources.CHECKOUT  # the source checkout (tests and docs refer to it)
 
@@ -54,6 +54,10 @@ DEFAULTS = {
     "LAB_CHECK_FASTINTER": "500ms",
     # the sorry page matters only once every target is down: checked rarely while it is up
     "LAB_SORRY_CHECK_INTER": "10s",
+    # the DNS layer (lab/route53.py): the failover record's TTL (AWS's alias records take the
+    # target's, 60 s for a load balancer: docs/aws-parity.md), and where the sorry page lives
+    "LAB_DNS_TTL": "5",
+    "LAB_SORRY": "dns",
 }
 
 BACKENDS = tuple(designs_mod.BACKENDS)
@@ -68,6 +72,9 @@ ALB_TRUST_STORES = ("lab", "lab+partner")
 # LAB_NLB_TLS_PROXY_IDENTITY: "off" as AWS (the targets learn the address only), "cn" the lab's
 # option: the client certificate's CN as a PROXY v2 TLV (PP2_SUBTYPE_SSL_CN)
 PROXY_IDENTITY_CHOICES = ("off", "cn")
+# The sorry page: "dns" (the seed: Route 53 fails over to the cdn sorry site, the NLB fails
+# open) or "lb" (the lab's shortcut: a backup server inside the load balancers).
+SORRY_CHOICES = ("dns", "lb")
 
 # The client container's extra addresses have roles (ClientPool): at least six users, a
 # probe address for `lab compare` and one for the demos.
@@ -134,6 +141,9 @@ class Settings:
     alb_trust_store: str = DEFAULTS["LAB_ALB_TRUST_STORE"]
     nlb_tls_identity_filters: tuple = ()  # identity_filters.Filter rules, any admits
     nlb_tls_proxy_identity: str = DEFAULTS["LAB_NLB_TLS_PROXY_IDENTITY"]
+    dns_ttl: int = int(DEFAULTS["LAB_DNS_TTL"])
+    sorry: str = DEFAULTS["LAB_SORRY"]
+    sorry_auto: bool = True      # not chosen by the user: `lab` reuses what the last `up` ran
     certs_dir: Path = field(default=None)  # type: ignore[assignment]
     dashboard_port: int = int(DEFAULTS["LAB_DASHBOARD_PORT"])
     check_fastinter: str = DEFAULTS["LAB_CHECK_FASTINTER"]
@@ -163,6 +173,9 @@ class Settings:
             raise SettingsError(f"LAB_NLB_TLS_PROXY_IDENTITY={self.nlb_tls_proxy_identity!r}: use off (as AWS: "
                                 "the targets learn the client's address only) or cn (the lab's option: "
                                 "the certificate's CN in the PROXY v2 header)")
+        if self.sorry not in SORRY_CHOICES:
+            raise SettingsError(f"LAB_SORRY={self.sorry!r}: use dns (Route 53 fails over to the cdn sorry "
+                                "site, as in the seed) or lb (a backup server in the load balancer)")
         if self.certs_dir is None:
             object.__setattr__(self, "certs_dir", Path(self.home) / "certs")
         _path("LAB_HOME", self.home)  # also --workdir, and the checkout when it is the default
@@ -215,6 +228,9 @@ class Settings:
             dashboard_port=_port("LAB_DASHBOARD_PORT", get("LAB_DASHBOARD_PORT")),
             check_fastinter=_time("LAB_CHECK_FASTINTER", get("LAB_CHECK_FASTINTER")),
             sorry_check_inter=_time("LAB_SORRY_CHECK_INTER", get("LAB_SORRY_CHECK_INTER")),
+            dns_ttl=_ttl("LAB_DNS_TTL", get("LAB_DNS_TTL")),
+            sorry=get("LAB_SORRY").strip().lower(),
+            sorry_auto="LAB_SORRY" not in env,
         )
         values.update(overrides)
         return cls(**values)

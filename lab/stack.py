@@ -17,7 +17,7 @@ from pathlib import Path
 
 import docker.errors
 
-from . import certs, designs, docker_env, images, pemfile, readiness, render
+from . import cdncert, certs, designs, docker_env, images, pemfile, readiness, render
 from . import reload as reload_mod
 from .designs import DESIGN_SERVICES, DESIGNS, DIRECT_LISTENER, SERVICES
 from .errors import CommandFailed, LabError, StackError
@@ -130,13 +130,15 @@ class Stack:
 
     def _recorded(self, settings: Settings) -> Settings:
         """Default subnets as the last `up` settled them (recorded in the env file)."""
-        if not (settings.internet_auto or settings.vpc_auto or settings.designs_auto) \
+        if not (settings.internet_auto or settings.vpc_auto or settings.designs_auto or settings.sorry_auto) \
                 or not self.compose.env_file.exists():
             return settings
         recorded = read_env_file(self.compose.env_file)
         changes = {}
         if settings.designs_auto and recorded.get("LAB_DESIGNS"):
             changes["designs"] = designs.parse(recorded["LAB_DESIGNS"])
+        if settings.sorry_auto and recorded.get("LAB_SORRY"):
+            changes["sorry"] = recorded["LAB_SORRY"]
         for field, var, auto in (("internet_subnet", "LAB_INTERNET_SUBNET", settings.internet_auto),
                                  ("vpc_subnet", "LAB_VPC_SUBNET", settings.vpc_auto)):
             if auto and recorded.get(var):
@@ -158,6 +160,8 @@ class Stack:
         elif report.crl_signed:
             ui.ok(f"PKI in {report.root}: CRL re-signed")
         certs.require_pki(self.settings.certs_dir)
+        if cdncert.ensure(self.settings.certs_dir):
+            ui.ok("PKI: issued the sorry site's server certificate (certs/cdn)")
         refs = images.ensure_images(dc, ui, rebuild=rebuild)
         return render.render(self.settings, refs, owner=docker_env.socket_owner(dc)).env
 

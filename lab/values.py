@@ -140,3 +140,16 @@ def _header_names(var: str, raw: str) -> tuple:
     return tuple(sorted(renamed.items()))
 
 
+
+
+DNS_TTL_MAX_S = 86400  # a day: far beyond any failover record's (Route 53 alias records: 60 s)
+
+
+def _ttl(var: str, raw: str) -> int:
+    """A DNS TTL in whole seconds, 1 to a day ("5" or "5s")."""
+    text = raw.strip().lower()
+    text = text[:-1] if text.endswith("s") else text
+    if not text.isdigit() or not 1 <= int(text) <= DNS_TTL_MAX_S:
+        raise SettingsError(f"{var}={raw!r}: use whole seconds from 1 to {DNS_TTL_MAX_S}, e.g. 5 "
+                            "(AWS gives alias records to a load balancer 60)")
+    return int(text)

@@ -23,7 +23,7 @@ def test_bench_smoke_produces_every_figure(lab, tmp_path):
     assert report["nlb_over_direct_handshakes"] > 0
     assert report["pki_seconds"]["ec"] > 0 and report["pki_seconds"]["rsa"] > 0
     services = {"nlb", "web1", "web2", "sorry", "client", "alb", "alb-waf", "verifier", "nlb-tls",
-                "cloudfront", "cloudfront-waf"}
+                "cloudfront", "cloudfront-waf", "dns", "cdn"}
     assert set(report["memory_mib_at_rest"]) == services
     assert all(mib > 0 for mib in report["memory_mib_under_load"].values())
     assert set(report["targets"]) == {"nlb_over_direct_handshakes", "pki_ec_seconds", "up_warm_seconds",

@@ -139,7 +139,7 @@ def test_lab_compare_shows_cloudfront_beside_the_alb(lab_cli):
         "client_cert_auth": "works", "enforced_at": "load balancer, TLS handshake",
         "backend_sees_identity": "yes, CloudFront-Viewer-Cert-* headers (CN=alice)",
         "backend_sees_client_ip": "yes, X-Forwarded-For", "stickiness": "none",
-        "waf_can_inspect": "yes, at the LB (403)"}
+        "waf_can_inspect": "yes, at the LB (403)", "sorry_page": "none: no health checks, origin errors pass through"}
     # C5 in one line each: the ALB with mutual TLS and its WAF gives the same two answers
     alb = table["alb-mtls-verify"]
     assert (alb["client_cert_auth"], alb["waf_can_inspect"]) == (row["client_cert_auth"], row["waf_can_inspect"])

@@ -12,7 +12,7 @@ import stat
 
 import pytest
 
-from lab import designs
+from lab import designs, route53
 from lab.containers import compose_container
 
 LOAD_BALANCERS = tuple(designs.LOAD_BALANCERS)
@@ -66,6 +66,9 @@ def test_only_the_listeners_listen_beyond_loopback(lab, docker_client, lb):
     loopback = ("127.", "0000000000000000000000000100000000000000000000000000000000000001")
     public = {(table, port) for table, address, port in listening if not address.startswith(loopback)}
     expected = {d.container_port for d in designs.LOAD_BALANCERS[lb].designs}  # its record's listeners
+    if route53.target_health(lab.settings, lb):  # and what the DNS server reads, on the vpc side only
+        expected.add(route53.TARGET_HEALTH_PORT)
+        assert ("tcp", lab.settings.lb_ips(lb)[1], route53.TARGET_HEALTH_PORT) in listening
     assert public == {("tcp", port) for port in expected}, sorted(listening)
     assert ("tcp", "127.0.0.1", 8404) in listening  # the container's own health check, loopback only
 
@@ -79,7 +82,9 @@ def test_the_operator_has_the_runtime_api_on_the_host(lab, lb):
     assert api.command("show cli level").strip() == "admin"
     record = designs.LOAD_BALANCERS[lb]
     if record.check_backend:
-        assert set(api.server_states(record.check_backend)) == {"web1", "web2", "sorry"}
+        # the sorry page is a backup server with LAB_SORRY=lb, and in the ALB (the lab's shortcut)
+        sorry = {"sorry"} if lab.settings.sorry == "lb" or lb == "alb" else set()
+        assert set(api.server_states(record.check_backend)) == {"web1", "web2"} | sorry
     else:  # no health checks, so no backup server either: a dead origin is an error, as on AWS
         assert set(api.server_states("origin_" + record.designs[0].name.replace("-", "_"))) == {"web1", "web2"}
 

@@ -11,7 +11,8 @@ one failed (fastinter), fall 2, rise 2, check timeout 1 s:
   default), the whole stick table is emptied at each target health change or (de)registration,
   as AWS says an NLB might, so everyone is balanced afresh; with `haproxy` the re-pinned
   clients stay on the survivor after recovery (HAProxy overwrites the entry);
-- with every backend down the sorry page answers within that bound and is never pinned.
+- with every backend down the sorry page answers within that bound and is never pinned
+  (LAB_SORRY=lb); with LAB_SORRY=dns (the default) the NLB fails open instead.
 """
 
 import contextlib
@@ -153,7 +154,7 @@ def test_deregistering_and_registering_a_target_resets_the_pins_with_aws_only(fa
     via = Container(ClientContainer(faults.dc, lab.settings.project))
     with stickiness(lab, docker_client, mode):
         pins = fault.pin_clients(faults, via, lab.settings.client_extra_ips, 6)
-        for state in ("maint", "ready"):
+        for state in ("maint", "ready") if lab.settings.sorry == "lb" else ():  # dns: no sorry server
             faults.api.command(f"set server web/sorry state {state}")
         time.sleep(SETTLE_S)
         after_sorry = runtime_api.stick_table()
@@ -208,6 +209,10 @@ def test_maint_moves_pinned_clients_drain_keeps_them_with_haproxy_only(faults, l
 
 
 def test_every_backend_down_gives_the_sorry_page_and_it_is_never_pinned(faults, lab):
+    """LAB_SORRY=lb: the load balancer's backup server (with dns the next test, and the DNS
+    failover in test_dns_failover.py)."""
+    if lab.settings.sorry != "lb":
+        pytest.skip("LAB_SORRY=lb only: with dns the NLB has no sorry page (next test)")
     r = run(faults, "stop", "all", lab.settings.client_extra_ips)
     sources = list(r["pinned_before"])
     assert r["sorry_page"] > 0
@@ -216,6 +221,20 @@ def test_every_backend_down_gives_the_sorry_page_and_it_is_never_pinned(faults, 
     for src in sources:
         assert "sorry" in r["path_per_source"][src]
         assert r["pinned_after"][src] in ("web1", "web2")  # failed back, not stuck on sorry
+    assert r["host_back_on_a_backend_after_s"] is not None
+
+
+def test_every_backend_down_the_nlb_fails_open_and_its_clients_come_back(faults, lab):
+    """LAB_SORRY=dns (the default): as an AWS NLB, with no healthy target it sends to all
+    targets anyway, so its clients get errors, never a sorry page from it; the sorry page
+    comes from DNS (test_dns_failover.py)."""
+    if lab.settings.sorry != "dns":
+        pytest.skip("LAB_SORRY=dns only: with lb the backup server answers (previous test)")
+    r = run(faults, "stop", "all", lab.settings.client_extra_ips)
+    assert r["sorry_page"] == 0 and r["failed"] > 0, r["failed_by_kind"]
+    assert r["host_first_sorry_after_s"] is None
+    for src in r["pinned_before"]:
+        assert r["pinned_after"][src] in ("web1", "web2")
     assert r["host_back_on_a_backend_after_s"] is not None
 
 

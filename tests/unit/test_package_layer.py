@@ -23,13 +23,13 @@ def test_role_dockerfiles_start_from_the_layer_and_install_nothing():
 
 
 def test_a_new_role_needs_only_its_packages_file(tmp_path):
-    (tmp_path / "dns").mkdir()
-    (tmp_path / "dns" / "packages").write_text("# PowerDNS\npdns-server pdns-backend-bind  # two on a line\n\n")
-    assert package_layer.role_packages(tmp_path / "dns") == ["pdns-server", "pdns-backend-bind"]
+    (tmp_path / "ntp").mkdir()
+    (tmp_path / "ntp" / "packages").write_text("# a time server\nchrony ntpsec-ntpdate  # two on a line\n\n")
+    assert package_layer.role_packages(tmp_path / "ntp") == ["chrony", "ntpsec-ntpdate"]
     assert package_layer.role_packages(tmp_path) == []  # no file: nothing to install
     before = package_layer.union(images.ROLES.values())
-    after = package_layer.union([*images.ROLES.values(), tmp_path / "dns"])
-    assert set(after) - set(before) == {"pdns-server", "pdns-backend-bind"}
+    after = package_layer.union([*images.ROLES.values(), tmp_path / "ntp"])
+    assert set(after) - set(before) == {"chrony", "ntpsec-ntpdate"}
     # a new package list is a new layer tag, and so new role tags
     assert package_layer.tag_hash("base", package_layer.dockerfile("b", before)) != \
         package_layer.tag_hash("base", package_layer.dockerfile("b", after))

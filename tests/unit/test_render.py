@@ -3,7 +3,7 @@ tests/integration/test_config_check.py)."""
 
 import re
 
-from lab import render
+from lab import render, stick_reset
 from lab.settings import Settings
 
 
@@ -18,7 +18,10 @@ def test_haproxy_is_a_tcp_passthrough_with_source_ip_stickiness(tmp_path):
     assert "stick on src" in cfg
     assert "send-proxy-v2" in cfg
     assert "server web1 198.51.100.11:443" in cfg and "server web2 198.51.100.12:443" in cfg
-    assert "server sorry 198.51.100.13:443 backup non-stick" in cfg
+    # LAB_SORRY=dns (the default): no sorry page in the load balancer (tests/unit/test_route53.py)
+    assert "server sorry" not in cfg
+    lb_mode = render.haproxy_cfg(settings(tmp_path, LAB_SORRY="lb"), "nlb")
+    assert "server sorry 198.51.100.13:443 backup non-stick" in lb_mode
     # the passthrough frontend never terminates TLS
     assert " ssl " not in cfg.split("frontend nlb")[1].split("backend web")[0]
     assert "crt /etc/lab/health/health.pem" in cfg  # checks present the health certificate
@@ -31,7 +34,7 @@ def test_nlb_stickiness_aws_resets_the_table_on_target_events_haproxy_keeps_it(t
     assert "stats socket /var/lib/haproxy/stick-reset.sock mode 600 user haproxy group haproxy level operator" in aws
     assert "chroot /var/lib/haproxy" in aws and "stick on src" in aws
     assert "setenv LAB_NLB_STICKINESS aws" in aws  # the demo reads the running mode back
-    lua = render.stick_reset_lua(settings(tmp_path), "nlb")
+    lua = stick_reset.lua(settings(tmp_path), "nlb", render.environment(), render.BANNER)
     assert 'core.event_sub({"SERVER_STATE", "SERVER_ADMIN", "SERVER_ADD", "SERVER_DEL"}' in lua
     assert 'local TABLE, BACKEND, SOCKET = "web", "web", "/stick-reset.sock"' in lua
     assert '"clear table " .. TABLE' in lua and 'NOT_TARGETS = { ["sorry"] = true, }' in lua
@@ -39,9 +42,9 @@ def test_nlb_stickiness_aws_resets_the_table_on_target_events_haproxy_keeps_it(t
     kept = render.haproxy_cfg(settings(tmp_path, LAB_NLB_STICKINESS="haproxy"), "nlb")
     assert "stick on src" in kept and "lua-load" not in kept and "stick-reset.sock" not in kept
     assert "setenv LAB_NLB_STICKINESS haproxy" in kept
-    assert render.stick_reset(settings(tmp_path, LAB_NLB_STICKINESS="haproxy"), "nlb") is None
+    assert stick_reset.options(settings(tmp_path, LAB_NLB_STICKINESS="haproxy"), "nlb") is None
     # only the source-sticky load balancer has one
-    assert render.stick_reset(settings(tmp_path), "nlb-tls") is None and render.stick_reset(settings(tmp_path), "alb") is None
+    assert stick_reset.options(settings(tmp_path), "nlb-tls") is None and stick_reset.options(settings(tmp_path), "alb") is None
 
 
 def test_the_stick_reset_lua_is_written_beside_the_config_in_place(tmp_path):
@@ -49,7 +52,7 @@ def test_the_stick_reset_lua_is_written_beside_the_config_in_place(tmp_path):
     lua = s.build_dir / "haproxy" / "nlb" / "stick-reset.lua"
     rendered = render.render(s, {}, staged=True)
     # in place even when staged: `haproxy -c` of the staged haproxy.cfg loads it by name
-    assert lua.read_text() == render.stick_reset_lua(s, "nlb")
+    assert lua.read_text() == stick_reset.lua(s, "nlb", render.environment(), render.BANNER)
     assert not (s.build_dir / "haproxy" / "nlb-tls" / "stick-reset.lua").exists()
     rendered.discard()  # nothing changed: it goes, as it was not there before
     assert not lua.exists()
@@ -63,7 +66,9 @@ def test_nlb_tls_listener_is_round_robin_without_stickiness(tmp_path):
     cfg = render.haproxy_cfg(settings(tmp_path), "nlb-tls")
     assert "balance roundrobin" in cfg.split("\nbackend web")[1]
     assert "stick-table" not in cfg and "stick on" not in cfg and "lua-load" not in cfg
-    assert "server sorry 198.51.100.13:443 backup inter 10s\n" in cfg  # not non-stick: no table
+    assert "server sorry" not in cfg  # LAB_SORRY=dns: it fails open as an NLB does
+    lb_mode = render.haproxy_cfg(settings(tmp_path, LAB_SORRY="lb"), "nlb-tls")
+    assert "server sorry 198.51.100.13:443 backup inter 10s\n" in lb_mode  # not non-stick: no table
 
 
 def test_tls_terminating_load_balancers_verify_and_keep_the_client_ip(tmp_path):

@@ -43,7 +43,7 @@ def test_profiles_are_the_chosen_designs():
     assert s.profiles == tuple(sorted(designs.OPTIONAL))
     assert set(s.host_ports) == set(designs.PORT_SETTINGS)
     only_nlb = Settings.from_env(env={})
-    assert set(only_nlb.host_ports) == {"LAB_NLB_PORT", "LAB_WEB1_PORT", "LAB_WEB2_PORT"}
+    assert set(only_nlb.host_ports) == {"LAB_NLB_PORT", "LAB_WEB1_PORT", "LAB_WEB2_PORT", "LAB_DNS_PORT", "LAB_CDN_PORT"}
 
 
 def test_a_build_folder_from_an_older_lab_gets_its_compose_file(tmp_path):
