@@ -90,7 +90,7 @@ def down(obj):
 @cli.command()
 @pass_ctx
 def reload(obj):
-    """Re-render configs and reload nginx and HAProxy in place (e.g. after `lab certs`)."""
+    """Re-render configs and reload nginx, HAProxy and the DNS server in place (e.g. after `lab certs`)."""
     docker_env.ensure_compose()
     Stack(obj.settings).reload(obj.ui)
 

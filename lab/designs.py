@@ -122,6 +122,10 @@ class BackendListener:
 TLS_LISTENER = BackendListener("tls", 443, "TLS", "backend nginx, TLS")
 DIRECT_LISTENER = BackendListener("direct", 8443, "TLS", "backend nginx, TLS")
 RENDER_PORT = 8447  # the backends' loopback helper that renders the verifier's answers
+# The application before the migration (the seed's starting point): it asks for no client
+# certificate; the ALB in front says who the client is in X-Forwarded-For (`lab migrate`).
+BEFORE_LISTENER = BackendListener("before", 8449, "none: the application before certificates",
+                                  "nobody: no certificate is asked")
 
 
 @dataclass(frozen=True)
@@ -210,8 +214,8 @@ LOAD_BALANCERS = {lb.service: lb for lb in (
         summary="HAProxy in HTTP mode with cookie stickiness and X-Forwarded-For (an AWS ALB), a WAF beside it",
         designs=(
             Design("alb", "LAB_ALB_PORT", 8450, 8450, "off", DIRECT_LISTENER,
-                   "ALB terminating TLS, mutual TLS off (the seed's starting point): the certificate "
-                   "never reaches the backends",
+                   "ALB terminating TLS, mutual TLS off, in front of the targets that demand a "
+                   "certificate: it never reaches them, so everyone is refused",
                    verifies="nowhere", forwards="X-Forwarded-For"),
             Design("alb-mtls-verify", "LAB_ALB_VERIFY_PORT", 8451, 8451, "verify", ALB_HEADERS,
                    "ALB mutual TLS, verify mode (2023): the ALB checks, the backends read X-Amzn-Mtls-* headers",
@@ -220,6 +224,11 @@ LOAD_BALANCERS = {lb.service: lb for lb in (
                    BackendListener("alb-chain", 8445, "chain header, verified by backend", "backend verifier"),
                    "ALB mutual TLS, passthrough (2023): the ALB forwards the chain, the backends verify it",
                    verifies="backend (the chain verifier)", forwards="X-Amzn-Mtls-Clientcert, X-Forwarded-For"),
+            # on 443 of the ALB's address, where www.lab.test leads before the cutover (lab/migrate.py)
+            Design("alb-before", "LAB_ALB_BEFORE_PORT", 8457, 443, "off", BEFORE_LISTENER,
+                   "ALB before the migration (the seed's starting point): mutual TLS off and an "
+                   "application that asks for no certificate; cookie stickiness, X-Forwarded-For",
+                   verifies="nowhere: no certificate is asked", forwards="X-Forwarded-For"),
         )),
     LoadBalancer(
         "nlb-tls", "haproxy/nlb.cfg.j2", 12, 22, "nlb-tls.lab.test", source_sticky=False, identity_filters=True,

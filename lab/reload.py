@@ -11,17 +11,20 @@ import contextlib
 import fcntl
 from pathlib import Path
 
-from . import docker_env, images, render
+from . import docker_env, images, render, route53
 from .containers import compose_container
-from .designs import LOAD_BALANCERS, SERVICES
+from .designs import CDN, DNS, LOAD_BALANCERS, SERVICES
 from .errors import NotReached, StackError
 from .wait import wait_for
 
 # What `reload` refreshes by default (when running): servers holding certificates, a CA or a
 # CRL, and the load balancers' WAFs (their configs follow the listeners).
-NGINX_SERVICES = ("web1", "web2", "sorry", *render.waf_services())
+NGINX_SERVICES = ("web1", "web2", "sorry", *render.waf_services(), CDN.name)
 HAPROXY_SERVICES = tuple(LOAD_BALANCERS)
-RELOADABLE = NGINX_SERVICES + HAPROXY_SERVICES
+# The DNS server restarts: its start loads the rendered zone afresh (dns/start.sh), which also
+# undoes record changes made through its API (`lab migrate` puts them back itself).
+RESTARTED = (DNS.name,)
+RELOADABLE = NGINX_SERVICES + HAPROXY_SERVICES + RESTARTED
 
 NGINX_CONF = "/etc/nginx/lab/nginx.conf"
 HAPROXY_CFG = "/etc/haproxy/lab/haproxy.cfg"
@@ -32,6 +35,8 @@ def _nginx_generation(container, service: str = "web1") -> str:
     if service in render.waf_services():
         argv = ["curl", "-s", "--max-time", "2", "-o", "/dev/null", "-D", "-",
                 f"http://127.0.0.1:{render.WAF_PORT}/waf-healthz"]
+    elif service == CDN.name:  # no PROXY protocol: the clients come straight from the internet
+        argv = ["curl", "-sk", "--max-time", "2", "-o", "/dev/null", "-D", "-", "https://127.0.0.1:443/"]
     else:
         argv = ["curl", "-sk", "--max-time", "2", "-o", "/dev/null", "-D", "-", "--haproxy-protocol",
                 "https://127.0.0.1:443/healthz"]
@@ -54,6 +59,14 @@ def _reload_lock(build_dir: Path):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+def _dns_generation(stack) -> str:
+    """The generation TXT record the DNS server answers (its rendered zone's)."""
+    try:
+        return route53.generation(route53.host_port(stack))
+    except StackError:
+        return ""
+
+
 def _haproxy_generation(api) -> str:
     """LAB_GENERATION as the serving HAProxy worker has it (`show env`)."""
     answer = api.command("show env LAB_GENERATION").strip()
@@ -66,6 +79,8 @@ def _check_config(service: str, container) -> None:
     Raises:
         StackError: with the server's own words.
     """
+    if service in RESTARTED:  # its own start checks the zone, and exits on a bad one (`lab status`)
+        return
     if service in NGINX_SERVICES:
         argv = ["nginx", "-t", "-q", "-c", NGINX_CONF + render.STAGED]
     else:
@@ -134,6 +149,8 @@ def reload(stack, ui=None, dc=None, services=None) -> None:
                 if rc != 0:
                     raise StackError(f"{service}: nginx -s reload failed: "
                                      f"{out.decode(errors='replace').strip()}")
+            elif service in RESTARTED:
+                container.restart(timeout=2)
             else:
                 container.kill(signal="SIGUSR2")
         for service, container in containers.items():  # the signals only ask: wait for the answer
@@ -148,6 +165,8 @@ def _wait_generation(stack, service: str, container, wanted: str, streak: int = 
     (an old worker may still take a connection or two while it hands over)."""
     if service in NGINX_SERVICES:
         live = lambda: _nginx_generation(container, service)  # noqa: E731
+    elif service in RESTARTED:
+        live = lambda: _dns_generation(stack)  # noqa: E731
     else:
         live = lambda: _haproxy_generation(stack.runtime_api(service, timeout=2))  # noqa: E731
     seen = []
@@ -161,3 +180,16 @@ def _wait_generation(stack, service: str, container, wanted: str, streak: int = 
     except NotReached:
         raise StackError(f"{service} did not switch to the new configuration (it still serves "
                          f"{seen[-1] if seen else 'an unknown one'}): see `lab logs {service}`") from None
+    if service in RESTARTED:
+        _settle_dns(stack)
+
+
+def _settle_dns(stack) -> None:
+    """A restarted DNS server's first answers are its health checker's guess: wait for one
+    round of its checks (the answer the primary while its targets serve, as they usually do)."""
+    port, primary = route53.host_port(stack), stack.settings.lb_ips(route53.PRIMARY)[0]
+    try:
+        wait_for(lambda: route53.resolve(port, timeout=1)[0] == [primary],
+                 2 * route53.health_interval(stack.settings) + 2, interval=0.2)
+    except NotReached:
+        pass  # the targets are down (a fault): the sorry site is then the right answer

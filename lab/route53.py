@@ -1,13 +1,16 @@
 """The DNS layer: Route 53's failover record pair for www.lab.test, on PowerDNS.
 
-The `dns` service is PowerDNS Authoritative (Debian's pdns-server, zone files through the bind
-backend). www.lab.test is one LUA record, `ifurlextup`: the primary (the active front end, the
-NLB) while its target health endpoint answers 200, which HAProxy's `monitor fail if {
-nbsrv(web) lt 1 }` gives while the target group has a healthy target (Route 53's "evaluate
-target health", read from the load balancer itself); else the secondary, the `cdn` sorry site.
-PowerDNS's health checker asks both every LAB_CHECK_INTER (rounded up to whole seconds).
+The `dns` service is PowerDNS Authoritative (Debian's pdns-server; the rendered zone file is
+loaded into its LMDB backend at each start, and changed after that through its HTTP API,
+lab/dnsapi.py). www.lab.test is one LUA record, `ifurlextup`: the primary (an alias to the
+active front end: the NLB, or the ALB before the cutover drill) while its target health
+endpoint answers 200, which HAProxy's `monitor fail if { nbsrv(<backend>) lt 1 }` gives while
+the target group has a healthy target (Route 53's "evaluate target health", read from the load
+balancer itself); else the secondary, the `cdn` sorry site. The secondary has no health check,
+as an alias to CloudFront cannot evaluate target health: Route 53 then answers it whenever the
+primary is unhealthy. PowerDNS's checker asks every LAB_CHECK_INTER (rounded up to whole seconds).
 
-Files rendered here (build/<project>/): dns/pdns.conf, dns/named.conf, dns/lab.test.zone and
+Files rendered here (build/<project>/): dns/pdns.conf, dns/lab.test.zone and
 nginx/cdn/nginx.conf. Queries from this machine go to the published UDP port (LAB_DNS_PORT).
 """
 
@@ -26,12 +29,17 @@ from .errors import StackError
 ZONE = "lab.test"
 RECORD = "www.lab.test"
 PRIMARY = "nlb"                  # the failover record's primary: an alias to this load balancer
+ALIAS_TARGETS = ("nlb", "alb")   # what the primary can be an alias to (the cutover drill moves it)
 TARGET_HEALTH_PORT = 8405        # a load balancer's target health, on its vpc address only
 TARGET_HEALTH_URI = "/target-health"
 CDN_HEALTH_PORT = 80             # the sorry site's plain-HTTP health check (an S3 website endpoint is HTTP)
 CONFIG_DIR = "/etc/powerdns/lab"
-TEMPLATES = {"pdns.conf": "dns/pdns.conf.j2", "named.conf": "dns/named.conf.j2",
-             "lab.test.zone": "dns/zone.j2"}
+TEMPLATES = {"pdns.conf": "dns/pdns.conf.j2", "lab.test.zone": "dns/zone.j2"}
+API_PORT = 8081                  # PowerDNS's webserver and HTTP API, on the DNS container's loopback
+API_DIR = "/run/lab-dns"         # where its start script writes the API key (dns/start.sh)
+# The secondary's "check": a record without a health check is always healthy (Route 53), so
+# it asks the DNS server's own webserver, which answers while the DNS server runs.
+ALWAYS_HEALTHY = f"http://127.0.0.1:{API_PORT}/"
 CDN_TEMPLATE = "nginx/cdn.conf.j2"
 
 
@@ -57,20 +65,20 @@ def health_interval(settings) -> int:
 def target_health(settings, service: str) -> dict | None:
     """Where a load balancer reports its target health to the DNS server (None: it does not):
     its vpc address only, so no client sees it (the control-plane tests list it)."""
-    if service != PRIMARY:
+    if service not in ALIAS_TARGETS:
         return None
     backend = LOAD_BALANCERS[service].check_backend
     return {"bind": f"{settings.lb_ips(service)[1]}:{TARGET_HEALTH_PORT}", "uri": TARGET_HEALTH_URI,
             "backend": backend}
 
 
-def record(settings) -> dict:
-    """The failover pair, as the zone template and the reports show it."""
-    primary_ip, primary_vpc = settings.lb_ips(PRIMARY)
-    primary = {"ip": primary_ip, "service": PRIMARY,
+def record(settings, primary_service: str = PRIMARY) -> dict:
+    """The failover pair, its primary an alias to ``primary_service``, as the zone template,
+    the HTTP API (lab/dnsapi.py) and the reports show it."""
+    primary_ip, primary_vpc = settings.lb_ips(primary_service)
+    primary = {"ip": primary_ip, "service": primary_service,
                "check": f"http://{primary_vpc}:{TARGET_HEALTH_PORT}{TARGET_HEALTH_URI}"}
-    secondary = {"ip": cdn_ip(settings), "service": CDN.name,
-                 "check": f"http://{cdn_ip(settings)}:{CDN_HEALTH_PORT}/healthz"}
+    secondary = {"ip": cdn_ip(settings), "service": CDN.name, "check": ALWAYS_HEALTHY}
     # ifurlextup: the first group with an address whose URL answers 200 (PowerDNS's docs,
     # lua-records/functions.rst); every check has a second to answer, as HAProxy's do.
     groups = ", ".join(f"{{['{r['ip']}']='{r['check']}'}}" for r in (primary, secondary))
@@ -83,6 +91,7 @@ def configs(settings, env, banner: str, generation: str) -> dict:
     build = settings.build_dir
     internet_ip, _ = dns_ips(settings)
     context = {"config_dir": CONFIG_DIR, "zone": ZONE, "record": record(settings), "ns_ip": internet_ip,
+               "api_port": API_PORT, "api_dir": API_DIR,
                "interval": health_interval(settings), "generation": generation,
                "names": {lb.alias.split(".")[0]: settings.lb_ips(lb.service)[0] for lb in LOAD_BALANCERS.values()
                          if lb.alias.endswith("." + ZONE) and lb.alias != RECORD}}
@@ -142,6 +151,19 @@ def resolve(port: int, name: str = RECORD, server: str = "127.0.0.1", timeout: f
         if rrset.rdtype == dns.rdatatype.A:
             return sorted(r.address for r in rrset), rrset.ttl
     return [], 0
+
+
+def generation(port: int, server: str = "127.0.0.1") -> str:
+    """The configuration generation the DNS server's zone carries (its TXT record)."""
+    query = dns.message.make_query(f"generation.{ZONE}", dns.rdatatype.TXT)
+    try:
+        reply = dns.query.udp(query, server, port=port, timeout=1)
+    except (dns.exception.DNSException, OSError) as exc:
+        raise StackError(f"the DNS server at {server}:{port} does not answer ({exc})") from None
+    for rrset in reply.answer:
+        for r in rrset:
+            return b"".join(r.strings).decode()
+    return ""
 
 
 def ready(stack, reasons: dict) -> dict:

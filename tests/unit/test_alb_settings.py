@@ -59,7 +59,7 @@ def test_renamed_headers_are_set_dropped_and_read_under_the_new_names(tmp_path):
     assert "set-header X-Amzn-Mtls-Clientcert-Issuer " in verify  # the others keep AWS's names
     assert "set-header X-Client-Chain -----BEGIN" in frontend(alb, "alb_mtls_passthrough")
     for name in ("X-Client-Subject", "X-Client-Serial", "X-Client-Chain"):  # a client's copy is dropped
-        assert alb.count(f"http-request del-header {name}\n") == 3, name
+        assert alb.count(f"http-request del-header {name}\n") == 4, name  # on each of the four listeners
     web = render.nginx_conf(s, "web1")
     assert 'map "$from_alb:$http_x_client_subject" $alb_headers_verify' in web
     assert "map $from_alb $alb_headers_serial { 1 $http_x_client_serial;" in web

@@ -79,8 +79,8 @@ def test_tls_terminating_load_balancers_verify_and_keep_the_client_ip(tmp_path):
     assert "198.51.100.11:8446" in nlb_tls
     alb = render.haproxy_cfg(s, "alb")
     # client copies of identity headers and X-Forwarded-For are dropped on every listener
-    assert alb.count("http-request del-header X-Amzn-Mtls- -m beg") == 3
-    assert alb.count("cookie AWSALB insert") == 3
+    assert alb.count("http-request del-header X-Amzn-Mtls- -m beg") == 4
+    assert alb.count("cookie AWSALB insert") == 4
     assert "verify optional" in alb and "ca-ignore-err all" in alb  # passthrough asks, does not check
     # an ALB never presents a client certificate to its targets
     assert "health.pem" not in alb
@@ -93,9 +93,9 @@ def test_nginx_backend_demands_client_cert_and_trusts_proxy_only_from_lb(tmp_pat
     assert "listen 8443 ssl;" in conf  # the diagnostic listener, no PROXY protocol
     assert "ssl_protocols TLSv1.2 TLSv1.3;" in conf
     # each listener believes exactly one load balancer: NLB, ALB and CloudFront (headers), ALB
-    # (chain), NLB TLS
+    # (chain), ALB (the application before the migration), NLB TLS
     assert re.findall(r"set_real_ip_from (\S+);", conf) == ["198.18.9.10", "198.18.9.21", "198.18.9.25", "198.18.9.21",
-                                                            "198.18.9.22"]
+                                                            "198.18.9.21", "198.18.9.22"]
     assert '"backend":"web2"' in conf
     # nginx drops server-level add_header in a location that has its own: keep them server-level
     locations = re.findall(r"^\s*location [^{]*\{([^}]*)\}", conf, re.M)
@@ -105,7 +105,7 @@ def test_nginx_backend_demands_client_cert_and_trusts_proxy_only_from_lb(tmp_pat
     assert "modsecurity" not in conf  # no WAF on the backends unless asked
     waf_on = render.nginx_conf(settings(tmp_path, LAB_BACKEND_WAF="on"), "web1")
     assert waf_on.startswith("# Rendered") and "load_module /usr/lib/nginx/modules/ngx_http_modsecurity_module.so;" in waf_on
-    assert waf_on.count("modsecurity on;") == 5  # every TLS listener (the diagnostic one shares 443's server)
+    assert waf_on.count("modsecurity on;") == 6  # every TLS listener (the diagnostic one shares 443's server)
 
 
 def test_sorry_page_asks_no_certificate_and_answers_503(tmp_path):

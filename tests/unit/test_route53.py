@@ -25,9 +25,10 @@ def test_www_is_a_failover_pair_primary_the_nlb_by_its_target_health_secondary_t
     zone = files["lab.test.zone"]
     nlb_public, nlb_vpc = s.lb_ips("nlb")
     cdn = route53.cdn_ip(s)
-    # one LUA record: the first group whose check answers 200 (ifurlextup), primary first
+    # one LUA record: the first group whose check answers 200 (ifurlextup), primary first; the
+    # secondary has no health check (always healthy: the DNS server's own webserver answers)
     assert (f"www 5 IN LUA A \"ifurlextup({{{{['{nlb_public}']='http://{nlb_vpc}:8405/target-health'}}, "
-            f"{{['{cdn}']='http://{cdn}:80/healthz'}}}}, {{timeout=1}})\"") in zone
+            f"{{['{cdn}']='http://127.0.0.1:8081/'}}}}, {{timeout=1}})\"") in zone
     assert "$TTL 5" in zone
     assert "www.lab.test" not in zone.split("alb ")[1]  # the other names are plain records
     assert f"alb         IN A   {s.lb_ips('alb')[0]}" in zone
@@ -39,8 +40,11 @@ def test_the_nlb_reports_target_health_on_its_vpc_address_only(tmp_path):
     health = cfg.split("frontend target_health")[1].split("frontend stats")[0]
     assert f"bind {s.nlb_vpc_ip}:8405" in health and "bind :" not in health
     assert "monitor-uri /target-health" in health and "monitor fail if { nbsrv(web) lt 1 }" in health
-    # only the failover record's primary reports it
-    for lb in ("nlb-tls", "alb", "cloudfront"):
+    # so does the ALB (the primary before the cutover drill), on its vpc address, for its
+    # first target group's checks; the others are never an alias target
+    alb = render.haproxy_cfg(s, "alb").split("frontend target_health")[1].split("frontend stats")[0]
+    assert f"bind {s.lb_ips('alb')[1]}:8405" in alb and "monitor fail if { nbsrv(targets_alb) lt 1 }" in alb
+    for lb in ("nlb-tls", "cloudfront"):
         assert "frontend target_health" not in render.haproxy_cfg(s, lb)
 
 
@@ -66,7 +70,10 @@ def test_pdns_config_polls_nobody_caches_nothing_and_checks_at_the_lb_pace(tmp_p
     assert "security-poll-suffix=\n" in conf  # no query leaves the lab
     assert "cache-ttl=0" in conf and "query-cache-ttl=0" in conf
     assert "lua-health-checks-interval=2" in conf  # 1.5 s, rounded up to whole seconds
-    assert "enable-lua-records=yes" in conf and "launch=bind" in conf
+    assert "enable-lua-records=yes" in conf and "launch=lmdb" in conf
+    # the HTTP API on the container's loopback only, its key made at the start, not rendered
+    assert "webserver-address=127.0.0.1\n" in conf and "webserver-allow-from=127.0.0.1/32\n" in conf
+    assert "api=yes" in conf and "api-key" not in conf and "include-dir=/run/lab-dns" in conf
 
 
 def test_compose_runs_dns_and_cdn_and_the_client_resolves_through_it(tmp_path):

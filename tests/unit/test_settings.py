@@ -94,7 +94,7 @@ def test_designs_and_profiles():
     nlb_only = Settings.from_env(env={}).host_ports
     assert "LAB_NLB_PORT" in nlb_only and not {"LAB_ALB_PORT", "LAB_NLB_TLS_PORT"} & set(nlb_only)
     assert Settings.from_env(env={"LAB_DESIGNS": "all"}).designs == (
-        "alb", "alb-mtls-verify", "alb-mtls-passthrough", "nlb-tls-mtls", "cloudfront-mtls",
+        "alb", "alb-mtls-verify", "alb-mtls-passthrough", "alb-before", "nlb-tls-mtls", "cloudfront-mtls",
         "cloudfront-mtls-optional")
     assert Settings.from_env(env={}).profiles == ()
 
