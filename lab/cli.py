@@ -328,6 +328,7 @@ def setup(obj):
 cli.add_command(__import__("lab.cli_explain", fromlist=["explain"]).explain)  # `lab explain`, own module
 cli.add_command(__import__("lab.cli_dashboard", fromlist=["dashboard"]).dashboard)  # `lab dashboard`
 cli.add_command(__import__("lab.cli_capture", fromlist=["capture_cmd"]).capture_cmd)  # `lab capture`
+cli.add_command(__import__("lab.cli_migrate", fromlist=["migrate"]).migrate)  # `lab migrate`
 
 
 def main(argv=None) -> None:
