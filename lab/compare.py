@@ -68,15 +68,22 @@ def probe_design(stack: Stack, client: Listener) -> dict:
     auth_ok = alice.status == 200 and alice.json.get("client_verify") == "SUCCESS"
     rogue_in = rogue.status == 200
     none_in = nocert.status == 200
-    if rogue_in or none_in:
+    asked = alice.json.get("client_verify") != "NONE" or not alice.ok  # NONE and served: never asked
+    if rogue_in and none_in and not asked:  # the application before the migration (alb-before)
+        auth = "none: no certificate asked, everyone gets in"
+    elif rogue_in or none_in:
         auth = "UNSAFE: " + ("rogue CA accepted" if rogue_in else "no certificate accepted")
     elif auth_ok:
         auth = "works"
     else:
         verdict = alice.json.get("client_verify") or f"HTTP {alice.status}"
         auth = f"BROKEN: valid client refused ({verdict})"
-    enforced = _enforcement(rogue) if not auth.startswith("BROKEN") else \
-        f"nowhere: the {_enforcement(alice)} check never gets the certificate"
+    if auth.startswith("none"):
+        enforced = "nowhere"
+    elif auth.startswith("BROKEN"):
+        enforced = f"nowhere: the {_enforcement(alice)} check never gets the certificate"
+    else:
+        enforced = _enforcement(rogue)
 
     subject = alice.json.get("client_subject", "")
     if auth_ok and subject:

@@ -267,6 +267,11 @@ def test_lab_compare_json(lab, lab_cli):
         "backend_sees_identity": "no: verified at the LB, not forwarded",
         "backend_sees_client_ip": "yes, PROXY protocol v2", "stickiness": "none",
         "waf_can_inspect": "no: passes unseen", "sorry_page": SORRY_NLB_TLS[mode]}
+    # the seed's starting point: nobody is asked for a certificate, everyone gets in
+    before = cells["alb-before"]
+    assert before["client_cert_auth"] == "none: no certificate asked, everyone gets in"
+    assert before["enforced_at"] == "nowhere" and before["backend_sees_identity"] == "no"
+    assert before["backend_sees_client_ip"] == "yes, X-Forwarded-For" and before["stickiness"] == "cookie AWSALB"
     # the evidence behind the cells is there too
     assert table["alb"]["evidence"]["backend_log"]["x_forwarded_for"] == table["alb"]["evidence"]["source_ip"]
 
