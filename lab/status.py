@@ -8,7 +8,7 @@ import datetime as dt
 from rich.console import Console
 from rich.table import Table
 
-from . import certs, crls, deregister, pemfile, pki
+from . import certs, crls, deregister, pemfile, pki, route53
 from .designs import DESIGNS, LOAD_BALANCERS
 from .errors import StackError
 from .stack import Stack
@@ -75,9 +75,22 @@ def collect(stack: Stack, dc=None) -> dict:
         "certificates": cert_rows,
         "stick_tables": stick_tables(stack, running),
         "deregistrations": deregister.report(stack) if deregister.LB in running else [],
+        "dns": _dns(stack) if route53.DNS.name in running else None,
         "warnings": warnings,
     }
 
+
+
+def _dns(stack: Stack) -> dict:
+    """What the DNS server answers for www.lab.test now, and who that is."""
+    s = stack.settings
+    who = {s.lb_ips(lb)[0]: lb for lb in route53.ALIAS_TARGETS} | {route53.cdn_ip(s): route53.CDN.name}
+    try:
+        answer, ttl = route53.resolve(route53.host_port(stack), timeout=1)
+    except StackError as exc:
+        return {"record": route53.RECORD, "error": str(exc)}
+    return {"record": route53.RECORD, "answer": answer, "ttl": ttl,
+            "answers": [who.get(ip, "?") for ip in answer]}
 
 
 def print_report(report: dict, console: Console | None = None) -> None:
@@ -94,6 +107,10 @@ def print_report(report: dict, console: Console | None = None) -> None:
     nets = report["networks"]
     console.print(f"networks: internet {nets['internet']}, vpc {nets['vpc']}; "
                   f"client addresses {nets['client_addresses']}")
+    dns = report.get("dns")
+    if dns:
+        console.print(f"DNS: {dns['record']} -> " + (dns.get("error") or
+                      f"{', '.join(dns['answer']) or 'no answer'} ({', '.join(dns['answers'])}), TTL {dns['ttl']} s"))
     certs_table = Table(title="certificates")
     for col in ("certificate", "expires", "days left", "state"):
         certs_table.add_column(col)

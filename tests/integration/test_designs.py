@@ -344,13 +344,16 @@ def test_the_health_check_certificate_opens_health_checks_only(clients, source, 
     # the client container has no copy of the health key: the request goes from the host
     health = Credentials(certs_dir, None, cert=lay.health_cert, key=lay.health_key)
     from_host = Host(certs_dir)
-    refused = {}
+    refused, answers = {}, {}
     for design in clients:
         port = lab.nlb_port if design == "nlb" else lab.stack.design_port(design)
-        refused[design] = request(from_host, health, port=port).status
+        answers[design] = request(from_host, health, port=port)
+        refused[design] = answers[design].status
+    # alb-before asks for no certificate: everyone gets in, anonymous (the certificate unseen)
     assert refused == {"nlb": 403, "alb": 400, "alb-mtls-verify": 403,
-                       "alb-mtls-passthrough": 400, "nlb-tls-mtls": 0,
+                       "alb-mtls-passthrough": 400, "alb-before": 200, "nlb-tls-mtls": 0,
                        "cloudfront-mtls": 403, "cloudfront-mtls-optional": 403}, refused
+    assert answers["alb-before"].json["client_subject"] == "" and answers["alb-before"].client_verify == "NONE"
     # nor through a path that only looks like /healthz ("$" in a regex would match before "\n");
     # http.client sends the path as it is (curl needs --path-as-is)
     for path in ("/healthz%0A", "/healthz%0a", "/healthz/", "/healthz/../whoami?x", "//whoami"):

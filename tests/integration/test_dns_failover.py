@@ -25,9 +25,11 @@ from lab import cdncert, certs, docker_env, failover, readiness, route53
 from lab.client import Host, request
 from lab.containers import compose_container
 from lab.errors import StackError
+from lab.fault import Faults
 from lab.settings import Settings
 from lab.stack import Stack
 from lab.ui import UI
+from lab.wait import wait_for
 
 SLACK_S = 0.3  # the cached client's own clock: it resolved a moment before the change
 
@@ -118,6 +120,33 @@ def test_failover_and_failback_for_a_fresh_and_a_cached_client(lab, docker_clien
     assert page.status == 503 and page.backend == "cdn" and "down for maintenance" in str(page.body).lower()
     assert seen["nlb"].status == 0, seen["nlb"]
     lab.runtime_api.wait_up(("web1", "web2"), timeout=30)
+
+
+def test_the_secondary_has_no_health_check_as_route53s_alias_to_cloudfront(lab, docker_client, dns_port):
+    """Route 53: a record without a health check is always healthy, so with the primary unhealthy
+    the secondary is answered even when the sorry site is down (PowerDNS with a checked
+    secondary would answer either at random: every one of ten answers must be the cdn)."""
+    if lab.settings.sorry != "dns":
+        pytest.skip("LAB_SORRY=dns only")
+    s = lab.settings
+    nlb, cdn = s.lb_ips("nlb")[0], route53.cdn_ip(s)
+    site = compose_container(docker_client, s.project, route53.CDN.name)
+    faults = Faults(lab.stack, docker_client)
+    site.stop(timeout=2)
+    try:
+        # negative control: the sorry site down changes nothing while the primary is healthy
+        assert [route53.resolve(dns_port)[0] for _ in range(10)] == [[nlb]] * 10
+        faults.inject("stop", "all")
+        try:
+            wait_for(lambda: route53.resolve(dns_port)[0] == [cdn], failover.bounds(s)["failover_fresh"],
+                     what="the DNS server answering the sorry site")
+            assert [route53.resolve(dns_port)[0] for _ in range(10)] == [[cdn]] * 10
+        finally:
+            faults.restore("stop", "all")
+    finally:
+        site.start()
+    readiness.wait(lab.stack, docker_client, timeout=60)
+    assert route53.resolve(dns_port)[0] == [nlb]
 
 
 @contextlib.contextmanager
