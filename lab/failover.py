@@ -30,6 +30,7 @@ from .fault import Faults
 PROBE_TIMEOUT_S = 2.0
 CHECK_TIMEOUT_S = 1.0  # HAProxy's `timeout check`, and each ifurlextup check's timeout
 START_ALLOWANCE_S = 10.0  # `docker compose start` of two nginx containers on a busy 2-core machine
+ALB_DESIGN = "alb-mtls-verify"  # the ALB seen in the demo beside the NLB (when it runs)
 
 
 def bounds(settings) -> dict:
@@ -182,6 +183,8 @@ def demo(show) -> None:
         seen["page"] = request(via, None, path="/", timeout=PROBE_TIMEOUT_S)
         seen["nlb"] = request(via, "alice", path="/whoami", address=nlb_ip, timeout=PROBE_TIMEOUT_S)
         show.evidence(f"HTTP {seen['page'].status} X-Backend: {seen['page'].backend}\n{str(seen['page'].body)[:200]}")
+        if ALB_DESIGN in show.clients:  # the ALB fails open too: no sorry page behind it either
+            seen["alb"] = show.get(ALB_DESIGN, "alice", show.source)
 
     report = measure(show.stack, show.dc, on_line=show.note, during=while_down)
     ok = within(report)
@@ -194,6 +197,9 @@ def demo(show) -> None:
                f"{fo['dns_answer_after_s']} s after the stop")
     show.check(seen.get("nlb") is not None and seen["nlb"].status == 0,
                "the NLB itself serves no sorry page: it fails open, to targets that are not there")
+    if "alb" in seen:
+        show.check(seen["alb"].status == 503 and not seen["alb"].sorry,
+                   "the ALB fails open as well: HAProxy's own 503 once no target answers, no sorry page")
     show.check(ok["failover_fresh"] and ok["failover_cached"],
                f"fresh client on the sorry site after {fo['clients']['fresh']} s, cached after "
                f"{fo['clients']['cached']} s (its TTL is {s.dns_ttl} s), within the bounds")

@@ -83,7 +83,7 @@ def check(stack, dc, known_ready: set | None = None) -> dict[str, str]:
                     reasons[server] = f"{status} at {lb} (last check {last or '-'})"
                 elif _newer_than_checks(stack, started, server, lb):
                     reasons[server] = f"restarted; waiting for {lb} to check the new container"
-    # the sorry page is checked only where a load balancer holds it as a backup (LAB_SORRY=lb, the ALB)
+    # the sorry page is checked only where a load balancer holds it as a backup (LAB_SORRY=lb)
     for server in (*BACKENDS, *([SORRY.name] if stack.settings.sorry == "lb" or SORRY.name in vouched else [])):
         if server in reasons and not reasons[server] and server not in vouched:
             reasons[server] = "not checked: no load balancer answers"

@@ -116,8 +116,9 @@ def sorry_source(settings, service: str) -> str:
     lb = LOAD_BALANCERS[service]
     if not lb.check_backend:
         return "none: no health checks, origin errors pass through"
-    if service == "alb" or settings.sorry == "lb":
+    if settings.sorry == "lb":
         return "in the LB: a backup server (the lab's shortcut)"
+    # LAB_SORRY=dns: every checking load balancer fails open, as AWS's NLB and ALB do
     if service == PRIMARY:
         return f"DNS failover: {RECORD} -> the cdn sorry site; the NLB fails open"
     return "none: it fails open, and no DNS record fails over from it"

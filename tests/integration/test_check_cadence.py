@@ -1,6 +1,6 @@
 """The health checks as they cross the vpc at rest: each checking load balancer opens a
 connection to each target about every LAB_CHECK_INTER (2 s) and to the sorry page about every
-LAB_SORRY_CHECK_INTER (10 s), where it has one (the ALB; the NLBs with LAB_SORRY=lb); CloudFront
+LAB_SORRY_CHECK_INTER (10 s) where it has one (LAB_SORRY=lb; with dns they fail open); CloudFront
 opens none. Counted with tcpdump on the vpc bridge
 (connection openings: SYN without ACK). With the old cadence (1 s for everyone) the sorry
 page got twelve checks per load balancer in this window and each target twelve."""
@@ -38,10 +38,10 @@ def test_targets_every_inter_the_sorry_page_every_sorry_inter_cloudfront_never(l
         for web in ("web1", "web2"):
             # 12 s / 2 s: 6, give or take one at each end of the window (1 s: 12)
             assert 5 <= seen[(lb_ip, s.backend_ip(web))] <= 7, (lb, web, seen)
-        if lb == "alb" or s.sorry == "lb":
+        if s.sorry == "lb":
             # 12 s / 10 s: one or two (1 s: 12); at least one, so it is still checked
             assert 1 <= seen[(lb_ip, s.sorry_ip)] <= 2, (lb, seen)
-        else:  # LAB_SORRY=dns: the NLBs have no sorry server to check (they fail open)
+        else:  # LAB_SORRY=dns: no load balancer has a sorry server to check (they fail open)
             assert seen[(lb_ip, s.sorry_ip)] == 0, (lb, seen)
     cloudfront_ip = s.lb_ips("cloudfront")[1]
     assert not [pair for pair in seen if pair[0] == cloudfront_ip], seen

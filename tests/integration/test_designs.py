@@ -230,11 +230,12 @@ def test_waf_on_the_backends_blocks_through_the_nlb_too(lab, docker_client, clie
     assert clients["nlb"].get("alice", source, path=SQLI).status == 200  # and off again
 
 
-# where the NLB's sorry page comes from, in the session's mode (LAB_SORRY, dns by default)
+# where the sorry page comes from, in the session's mode (LAB_SORRY, dns by default): with dns
+# www.lab.test fails over from the NLB, and the other checking load balancers just fail open
 SORRY_NLB = {"dns": "DNS failover: www.lab.test -> the cdn sorry site; the NLB fails open",
              "lb": "in the LB: a backup server (the lab's shortcut)"}
-SORRY_NLB_TLS = {"dns": "none: it fails open, and no DNS record fails over from it",
-                 "lb": "in the LB: a backup server (the lab's shortcut)"}
+SORRY_FAIL_OPEN = {"dns": "none: it fails open, and no DNS record fails over from it",
+                   "lb": "in the LB: a backup server (the lab's shortcut)"}
 
 
 def test_lab_compare_json(lab, lab_cli):
@@ -251,22 +252,22 @@ def test_lab_compare_json(lab, lab_cli):
         "client_cert_auth": "BROKEN: valid client refused (NONE)",
         "enforced_at": "nowhere: the backend nginx, TLS check never gets the certificate",
         "backend_sees_identity": "no", "backend_sees_client_ip": "X-Forwarded-For only (logged)",
-        "stickiness": "cookie AWSALB", "waf_can_inspect": "yes, at the LB (403)", "sorry_page": "in the LB: a backup server (the lab's shortcut)"}
+        "stickiness": "cookie AWSALB", "waf_can_inspect": "yes, at the LB (403)", "sorry_page": SORRY_FAIL_OPEN[mode]}
     assert cells["alb-mtls-verify"] == {
         "client_cert_auth": "works", "enforced_at": "load balancer, TLS handshake",
         "backend_sees_identity": "yes, X-Amzn-Mtls-* headers (CN=alice)",
         "backend_sees_client_ip": "yes, X-Forwarded-For", "stickiness": "cookie AWSALB",
-        "waf_can_inspect": "yes, at the LB (403)", "sorry_page": "in the LB: a backup server (the lab's shortcut)"}
+        "waf_can_inspect": "yes, at the LB (403)", "sorry_page": SORRY_FAIL_OPEN[mode]}
     assert cells["alb-mtls-passthrough"] == {
         "client_cert_auth": "works", "enforced_at": "backend verifier",
         "backend_sees_identity": "yes, chain header, verified by backend (CN=alice)",
         "backend_sees_client_ip": "yes, X-Forwarded-For", "stickiness": "cookie AWSALB",
-        "waf_can_inspect": "yes, at the LB (403)", "sorry_page": "in the LB: a backup server (the lab's shortcut)"}
+        "waf_can_inspect": "yes, at the LB (403)", "sorry_page": SORRY_FAIL_OPEN[mode]}
     assert cells["nlb-tls-mtls"] == {
         "client_cert_auth": "works", "enforced_at": "load balancer, TLS handshake",
         "backend_sees_identity": "no: verified at the LB, not forwarded",
         "backend_sees_client_ip": "yes, PROXY protocol v2", "stickiness": "none",
-        "waf_can_inspect": "no: passes unseen", "sorry_page": SORRY_NLB_TLS[mode]}
+        "waf_can_inspect": "no: passes unseen", "sorry_page": SORRY_FAIL_OPEN[mode]}
     # the seed's starting point: nobody is asked for a certificate, everyone gets in
     before = cells["alb-before"]
     assert before["client_cert_auth"] == "none: no certificate asked, everyone gets in"
@@ -278,10 +279,12 @@ def test_lab_compare_json(lab, lab_cli):
 
 @pytest.mark.parametrize("name", ["alb-breaks-mtls", "nlb-passthrough", "nat-stickiness", "client-ip",
                                   "waf-tradeoff", "alb-mtls-headers", "header-spoofing", "sorry-page"])
-def test_demo_observes_its_claim(lab_cli, name):
+def test_demo_observes_its_claim(lab, lab_cli, name):
     proc = lab_cli("demo", name)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr
     assert "claim observed" in proc.stdout and "NOT seen" not in proc.stdout
+    if name == "sorry-page" and lab.settings.sorry == "dns":  # the ALB beside the NLB, failing open
+        assert "✓ seen: the ALB fails open as well" in proc.stdout, proc.stdout[-2000:]
     assert "$ docker compose" in proc.stdout or "$ lab" in proc.stdout  # it shows its commands
 
 

@@ -35,7 +35,7 @@ def test_targets_are_checked_fast_only_while_their_state_is_in_doubt(tmp_path, l
 
 @pytest.mark.parametrize("lb", CHECKING)
 def test_the_sorry_page_is_checked_rarely_by_every_load_balancer(tmp_path, lb):
-    # LAB_SORRY=lb: the NLBs have a sorry server (with dns they fail open and have none)
+    # LAB_SORRY=lb: every checking load balancer has a sorry server (with dns they fail open)
     cfg = render.haproxy_cfg(settings(tmp_path, LAB_SORRY_CHECK_INTER="20s", LAB_SORRY="lb"), lb)
     checked = [line for line in cfg.splitlines() if line.strip().startswith("server sorry") and "track" not in line]
     assert len(checked) == 1 and checked[0].endswith(" inter 20s"), checked

@@ -80,7 +80,7 @@ def test_tls_terminating_load_balancers_verify_and_keep_the_client_ip(tmp_path):
     alb = render.haproxy_cfg(s, "alb")
     # client copies of identity headers and X-Forwarded-For are dropped on every listener
     assert alb.count("http-request del-header X-Amzn-Mtls- -m beg") == 4
-    assert alb.count("cookie AWSALB insert") == 4
+    assert alb.count("cookie AWSALB insert") == 8  # four target groups, their fail-open copies (dns)
     assert "verify optional" in alb and "ca-ignore-err all" in alb  # passthrough asks, does not check
     # an ALB never presents a client certificate to its targets
     assert "health.pem" not in alb

@@ -122,5 +122,6 @@ def test_compare_says_where_the_sorry_page_comes_from_per_mode():
     assert route53.sorry_source(dns_mode, "nlb").startswith("DNS failover: www.lab.test -> the cdn")
     assert route53.sorry_source(dns_mode, "nlb-tls").startswith("none: it fails open")
     assert route53.sorry_source(lb_mode, "nlb").startswith("in the LB")
-    assert route53.sorry_source(dns_mode, "alb").startswith("in the LB")  # both modes, for now
+    assert route53.sorry_source(dns_mode, "alb").startswith("none: it fails open")  # as an AWS ALB does
+    assert route53.sorry_source(lb_mode, "alb").startswith("in the LB")
     assert route53.sorry_source(dns_mode, "cloudfront").startswith("none: no health checks")
