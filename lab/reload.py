@@ -11,7 +11,7 @@ import contextlib
 import fcntl
 from pathlib import Path
 
-from . import docker_env, images, render, route53
+from . import cdncert, docker_env, images, render, route53
 from .containers import compose_container
 from .designs import CDN, DNS, LOAD_BALANCERS, SERVICES
 from .errors import NotReached, StackError
@@ -122,6 +122,7 @@ def reload(stack, ui=None, dc=None, services=None) -> None:
             is not running, or that did not switch to the new one.
     """
     dc = dc or docker_env.client()
+    cdncert.ensure(stack.settings.certs_dir)  # a new CA (`lab certs --force`): the sorry site's too
     with _reload_lock(stack.settings.build_dir):
         states = {row.get("Service"): row.get("State") for row in stack.compose.ps()}
         running = {svc for svc, state in states.items() if state == "running"}

@@ -30,11 +30,13 @@ def test_status_json_shows_designs_certificates_and_pins(lab):
                           check=False, timeout=60)
     assert proc.returncode == 0, proc.stderr
     status = json.loads(proc.stdout)
-    assert status["designs_up"] == ["nlb", "alb", "alb-mtls-verify", "alb-mtls-passthrough", "nlb-tls-mtls",
+    assert status["designs_up"] == ["nlb", "alb", "alb-mtls-verify", "alb-mtls-passthrough", "alb-before", "nlb-tls-mtls",
                                     "cloudfront-mtls", "cloudfront-mtls-optional"]
     assert {r["service"]: r["health"] for r in status["services"]}["web1"] == "healthy"
     assert status["stick_tables"]["nlb"][source] == reply.backend
     assert status["networks"]["internet"] == str(lab.settings.internet_subnet)
+    assert status["dns"] == {"record": "www.lab.test", "answer": [lab.settings.lb_ips("nlb")[0]],
+                             "ttl": lab.settings.dns_ttl, "answers": ["nlb"]}
     assert all(c["state"] == "ok" for c in status["certificates"]) and status["warnings"] == []
 
 
