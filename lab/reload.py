@@ -122,7 +122,6 @@ def reload(stack, ui=None, dc=None, services=None) -> None:
             is not running, or that did not switch to the new one.
     """
     dc = dc or docker_env.client()
-    cdncert.ensure(stack.settings.certs_dir)  # a new CA (`lab certs --force`): the sorry site's too
     with _reload_lock(stack.settings.build_dir):
         states = {row.get("Service"): row.get("State") for row in stack.compose.ps()}
         running = {svc for svc, state in states.items() if state == "running"}
@@ -135,6 +134,7 @@ def reload(stack, ui=None, dc=None, services=None) -> None:
             raise StackError(f"cannot reload {', '.join(idle)}: {states.get(idle[0]) or 'not started'} "
                              f"(`lab status`; `lab fault restore` undoes a fault)")
         containers = {s: compose_container(dc, stack.settings.project, s) for s in services}
+        cdncert.ensure(stack.settings.certs_dir)  # a new CA (`lab certs --force`): the sorry site's too
         rendered = render.render(stack.settings, images.image_refs(dc), staged=True,
                                  owner=docker_env.socket_owner(dc))
         try:
