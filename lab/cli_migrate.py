@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 
 import click
 
@@ -26,6 +27,8 @@ def migrate(obj, as_json):
     docker_env.ensure_compose()
     stack = Stack(obj.settings)
     require(stack, dc)  # before the progress line: a missing listener is one line of error
+    for sig in (signal.SIGTERM, signal.SIGHUP):  # as Ctrl-C: the drill puts the alias back first
+        signal.signal(sig, _interrupt)
     with obj.ui.task("Cutover drill: ALB -> NLB -> ALB") as task:
         report = run(stack, dc, on_line=task.line)
     if as_json:
@@ -34,3 +37,7 @@ def migrate(obj, as_json):
         print_report(report, echo=click.echo)
     if report["unexpected"]:
         raise SystemExit(1)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(signal.Signals(signum).name)

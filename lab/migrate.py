@@ -2,7 +2,8 @@
 client-certificate auth (the `alb-before` listener: cookie stickiness, X-Forwarded-For, an
 application that asks for no certificate); a steady stream of clients, some holding
 certificates and some not yet, keeps asking for it; the alias moves to the NLB through the DNS
-server's API (lab/dnsapi.py); then it moves back (the rollback). The alias is left as it was.
+server's API (lab/dnsapi.py); then it moves back (the rollback). The alias is left as rendered
+(the NLB) however the drill ends; `lab reload` restores it too.
 
 Each client resolves www.lab.test at the lab's DNS server and keeps the answer for its TTL, as
 a caching resolver does; the clients' first look-ups are spread over one TTL, so their answers
@@ -20,6 +21,8 @@ What is expected (the exit code says whether it was seen):
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -27,9 +30,10 @@ from dataclasses import asdict, dataclass, field
 from . import route53
 from .client import Container, request
 from .containers import ClientContainer, compose_container
-from .designs import BACKENDS
+from .designs import BACKENDS, DESIGNS
 from .dnsapi import DnsApi
 from .errors import StackError
+from .reload import reload_lock
 
 BEFORE = "alb-before"            # the design www.lab.test is an alias to before the cutover
 FRONTS = ("alb", "nlb")          # before, after
@@ -65,7 +69,9 @@ def classify(answer) -> str:
 
 
 def expected(front: str, has_cert: bool) -> str:
-    """What a client should get from ``front``."""
+    """What a client should get from ``front`` (from anywhere else, nothing is right)."""
+    if front not in FRONTS:
+        return "a front end of the drill"
     return "served" if front == "alb" or has_cert else "refused"
 
 
@@ -83,6 +89,8 @@ class DrillClient:
             answer, ttl = route53.resolve(self.dns_port)
             self.address, self.expires = (answer or [""])[0], now + ttl
         t = round(time.monotonic() - started, 2)
+        if not self.address:  # no answer to follow: nothing is sent
+            return Probe(self.name, t, "", "error", detail=f"no DNS answer for {route53.RECORD}")
         answer = request(self.via, self.cert, path="/whoami", address=self.address, source=self.source,
                          cookie=self.cookie, timeout=PROBE_TIMEOUT_S)
         if answer.set_cookie.startswith("AWSALB="):
@@ -171,12 +179,17 @@ def verdicts(report: dict, bound_s: float) -> list[str]:
                 bad.append(f"{phase}: {name} made no request")
             if row["errors"]:
                 bad.append(f"{phase}: {name} got {row['errors']} unexpected answer(s): {row['error_details']}")
-            if "moved_after_s" in row and (row["moved_after_s"] is None or row["moved_after_s"] > bound_s):
-                bad.append(f"{phase}: {name} moved after {row['moved_after_s']} s (bound {bound_s:.1f} s)")
+            limit = bound_s + rows.get("api_call_s", 0.0)  # the change took effect during the call
+            if "moved_after_s" in row and (row["moved_after_s"] is None or row["moved_after_s"] > limit):
+                bad.append(f"{phase}: {name} moved after {row['moved_after_s']} s (bound {limit:.1f} s)")
             if row.get("locked_out") is False:
                 bad.append(f"{phase}: {name} has no certificate but was not locked out by the NLB")
             if row.get("access_back") is False:
                 bad.append(f"{phase}: {name} did not get its access back on the rollback")
+            nlb = row["fronts"].get("nlb", {})
+            if row["certificate"] and nlb.get("outcomes", {}).get("served") and not (
+                    nlb["identity"] and all(i.startswith(f"CN={row['certificate']},") for i in nlb["identity"])):
+                bad.append(f"{phase}: {name} was not named by its certificate on the NLB: {nlb.get('identity')}")
             for front, seen in row["fronts"].items():
                 if len(seen["backends"]) > 1:  # cookie (ALB) or source address (NLB)
                     bad.append(f"{phase}: {name}'s stickiness did not hold on the {front}: {seen['backends']}")
@@ -185,9 +198,21 @@ def verdicts(report: dict, bound_s: float) -> list[str]:
     return bad
 
 
+@contextlib.contextmanager
+def _signals_held():
+    """Ctrl-C, SIGTERM and SIGHUP wait while the alias is put back."""
+    held = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+    signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, held)
+
+
 def require(stack, dc) -> None:
-    """The drill starts from the ALB's before-migration listener: it must be running."""
-    if BEFORE not in stack.settings.designs:
+    """The drill starts from the ALB's before-migration listener: the ALB must be running (it
+    runs all its listeners, whichever of its designs was asked for)."""
+    if "alb" not in {DESIGNS[d].service for d in stack.settings.designs}:
         raise StackError(f"the drill starts where the seed did, www.lab.test an alias to the ALB without "
                          f"client-certificate auth: start it with `lab up --design {BEFORE}` (or "
                          f"LAB_DESIGNS={BEFORE})")
@@ -196,7 +221,7 @@ def require(stack, dc) -> None:
 
 
 def run(stack, dc, on_line=None) -> dict:
-    """The drill, end to end; the alias is put back as it was whatever happens.
+    """The drill, end to end; the alias is put back to the NLB (as rendered) however it ends.
 
     Returns:
         The report: settings, bound, per phase and client the figures, and ``unexpected``
@@ -206,7 +231,7 @@ def run(stack, dc, on_line=None) -> dict:
     s = stack.settings
     require(stack, dc)
     api = DnsApi(stack, dc)
-    ips = {s.lb_ips(f)[0]: f for f in FRONTS} | {route53.cdn_ip(s): route53.CDN.name}
+    ips = route53.who(s)
     via = Container(ClientContainer(dc, s.project))
     users = s.client_pool.users
     clients = [DrillClient(name, cert, users[i], via, ips, api.port) for i, (name, cert) in enumerate(CLIENTS)]
@@ -231,7 +256,7 @@ def run(stack, dc, on_line=None) -> dict:
         say(f"{phase}: the alias of {route53.RECORD} -> {to} (the DNS server's API)")
         at = now()
         api.set_alias(to)
-        drill.changes[phase] = {"at_s": at, "to": to, "dns_answer_after_s": None}
+        drill.changes[phase] = {"at_s": at, "to": to, "api_call_s": round(now() - at, 2), "dns_answer_after_s": None}
         try:
             drill.changes[phase]["dns_answer_after_s"] = api.wait_answer(s.lb_ips(to)[0])
         except StackError as exc:  # its health checks say no: the clients' figures will show it
@@ -242,45 +267,48 @@ def run(stack, dc, on_line=None) -> dict:
         while time.monotonic() < deadline and not drill.settled(phase):
             time.sleep(0.2)
 
-    threads = []
-    try:
-        say(f"before: {route53.RECORD} an alias to the ALB without client-certificate auth ({BEFORE})")
-        api.set_alias("alb")
-        api.wait_answer(s.lb_ips("alb")[0])
-        spread = s.dns_ttl / len(clients)  # first look-ups over one TTL: answers expire apart
-        threads = [threading.Thread(target=loop, args=(c, i * spread), daemon=True) for i, c in enumerate(clients)]
-        for t in threads:
-            t.start()
-        before_end = s.dns_ttl + SETTLE_PROBES * PROBE_INTERVAL_S + 0.5
-        while now() < before_end:
-            time.sleep(0.2)
-        say(f"the NLB is up beside it (always on here); {len(clients)} clients ask once a second")
-        change("cutover", "nlb")
-        until_settled("cutover")
-        change("rollback", "alb")
-        until_settled("rollback")
-    finally:
-        stop.set()
-        for t in threads:
-            t.join(PROBE_TIMEOUT_S + 3)
-        api.set_alias(original)
-        say(f"the alias is back as it was: {original}")
-    end = now()
-    cut, back = drill.changes["cutover"]["at_s"], drill.changes["rollback"]["at_s"]
-    report = {
-        "settings": {"LAB_DNS_TTL": s.dns_ttl, "probe_interval_s": PROBE_INTERVAL_S,
-                     "clients": {c.name: {"certificate": c.cert, "source": c.source} for c in clients}},
-        "bound_s": round(drill.bound_s, 1),
-        "phases": {
-            "before": {"clients": phase_report(drill, "before", 0, cut)},
-            "cutover": {**drill.changes["cutover"], "clients": phase_report(drill, "cutover", cut, back)},
-            "rollback": {**drill.changes["rollback"], "clients": phase_report(drill, "rollback", back, end)},
-        },
-        "alias_restored_to": original,
-        "probes": [asdict(p) for p in drill.probes],
-    }
-    report["unexpected"] = verdicts(report, drill.bound_s)
-    return report
+    with reload_lock(s.build_dir):  # a `lab reload` now would restart the DNS server mid-drill
+        threads = []
+        try:
+            say(f"before: {route53.RECORD} an alias to the ALB without client-certificate auth ({BEFORE})")
+            api.set_alias("alb")
+            api.wait_answer(s.lb_ips("alb")[0])
+            spread = s.dns_ttl / len(clients)  # first look-ups over one TTL: answers expire apart
+            threads = [threading.Thread(target=loop, args=(c, i * spread), daemon=True) for i, c in enumerate(clients)]
+            for t in threads:
+                t.start()
+            before_end = s.dns_ttl + SETTLE_PROBES * PROBE_INTERVAL_S + 0.5
+            while now() < before_end:
+                time.sleep(0.2)
+            say(f"the NLB is up beside it (always on here); {len(clients)} clients ask once a second")
+            change("cutover", "nlb")
+            until_settled("cutover")
+            change("rollback", "alb")
+            until_settled("rollback")
+        finally:
+            stop.set()
+            with _signals_held():  # first: the clients' threads may take a probe to stop
+                api.set_alias(route53.PRIMARY)
+            say(f"the alias is back to {route53.PRIMARY}, as rendered")
+            for t in threads:
+                t.join(PROBE_TIMEOUT_S + 3)
+        end = now()
+        cut, back = drill.changes["cutover"]["at_s"], drill.changes["rollback"]["at_s"]
+        report = {
+            "settings": {"LAB_DNS_TTL": s.dns_ttl, "probe_interval_s": PROBE_INTERVAL_S,
+                         "clients": {c.name: {"certificate": c.cert, "source": c.source} for c in clients}},
+            "bound_s": round(drill.bound_s, 1),
+            "phases": {
+                "before": {"clients": phase_report(drill, "before", 0, cut)},
+                "cutover": {**drill.changes["cutover"], "clients": phase_report(drill, "cutover", cut, back)},
+                "rollback": {**drill.changes["rollback"], "clients": phase_report(drill, "rollback", back, end)},
+            },
+            "alias_found": original,
+            "alias_restored_to": route53.PRIMARY,
+            "probes": [asdict(p) for p in drill.probes],
+        }
+        report["unexpected"] = verdicts(report, drill.bound_s)
+        return report
 
 
 def print_report(report: dict, echo) -> None:

@@ -19,7 +19,8 @@ def test_served_refused_and_error():
 def drill_of(rows, ttl=5):
     d = Drill(ttl, {"alice": "alice", "dave": None})
     for client, t, front, outcome in rows:
-        d.record(Probe(client, t, front, outcome, backend="web1"))
+        named = f"CN={client},OU=clients" if front == "nlb" and outcome == "served" else ""
+        d.record(Probe(client, t, front, outcome, backend="web1", identity=named))
     d.changes["cutover"] = {"at_s": 10.0, "to": "nlb", "dns_answer_after_s": 0.0}
     return d
 
@@ -51,3 +52,12 @@ def test_a_client_that_never_moves_or_loses_its_stickiness_is_named():
     bad = migrate.verdicts(report_of(d), d.bound_s)
     assert any("alice moved after None" in line for line in bad)
     assert any("dave's stickiness did not hold on the nlb" in line for line in bad)
+
+
+def test_an_answer_from_elsewhere_or_a_wrong_name_is_unexpected():
+    d = drill_of([("alice", 11, "", "served"), ("alice", 13, "nlb", "served"),
+                  ("dave", 12, "nlb", "refused")])
+    d.record(Probe("alice", 14, "nlb", "served", backend="web1", identity="CN=bob,OU=clients"))
+    bad = migrate.verdicts(report_of(d), d.bound_s)
+    assert any("alice got 1 unexpected" in line for line in bad)  # no DNS answer: never right
+    assert any("alice was not named by its certificate" in line for line in bad)
