@@ -48,7 +48,7 @@ def _nginx_generation(container, service: str = "web1") -> str:
 
 
 @contextlib.contextmanager
-def _reload_lock(build_dir: Path):
+def reload_lock(build_dir: Path):
     """One reload (or render for it) at a time per project: they share the staged files."""
     build_dir.mkdir(parents=True, exist_ok=True)
     with open(build_dir / ".reload.lock", "w") as fh:
@@ -73,19 +73,27 @@ def _haproxy_generation(api) -> str:
     return answer.split("=", 1)[1] if answer.startswith("LAB_GENERATION=") else ""
 
 
+def _changed(paths) -> bool:
+    """Whether a staged file says more than a new generation (its generation line aside)."""
+    def meaning(path: Path) -> list:
+        return [line for line in path.read_text().splitlines() if "generation" not in line] if path.exists() else []
+    return any(meaning(Path(p)) != meaning(Path(str(p) + render.STAGED)) for p in paths)
+
+
 def _check_config(service: str, container) -> None:
     """Have the running server check its staged config (``<file>.new``) before the switch.
 
     Raises:
         StackError: with the server's own words.
     """
-    if service in RESTARTED:  # its own start checks the zone, and exits on a bad one (`lab status`)
-        return
+    if service in RESTARTED:  # the staged config and zone, loaded into a scratch database (dns/check.sh)
+        rc, out = container.exec_run(["sh", "/usr/local/sbin/lab-dns-check",
+                                      f"{route53.CONFIG_DIR}/pdns.conf{render.STAGED}",
+                                      f"{route53.CONFIG_DIR}/{route53.ZONE}.zone{render.STAGED}"])
     if service in NGINX_SERVICES:
-        argv = ["nginx", "-t", "-q", "-c", NGINX_CONF + render.STAGED]
-    else:
-        argv = ["haproxy", "-c", "-f", HAPROXY_CFG + render.STAGED]
-    rc, out = container.exec_run(argv)
+        rc, out = container.exec_run(["nginx", "-t", "-q", "-c", NGINX_CONF + render.STAGED])
+    elif service not in RESTARTED:
+        rc, out = container.exec_run(["haproxy", "-c", "-f", HAPROXY_CFG + render.STAGED])
     if rc != 0:
         words = " | ".join(line.strip() for line in out.decode(errors="replace").splitlines() if line.strip())
         raise StackError(f"{service} refused the new configuration, so nothing was reloaded and the "
@@ -122,7 +130,7 @@ def reload(stack, ui=None, dc=None, services=None) -> None:
             is not running, or that did not switch to the new one.
     """
     dc = dc or docker_env.client()
-    with _reload_lock(stack.settings.build_dir):
+    with reload_lock(stack.settings.build_dir):
         states = {row.get("Service"): row.get("State") for row in stack.compose.ps()}
         running = {svc for svc, state in states.items() if state == "running"}
         if services is None:
@@ -143,7 +151,13 @@ def reload(stack, ui=None, dc=None, services=None) -> None:
         except BaseException:
             rendered.discard()
             raise
+        # the DNS server restarts only for a new zone or config: its records carry no
+        # certificate, and a restart would undo a moved alias and pause name resolution
+        unchanged = {s for s in RESTARTED if s in containers and not _changed(rendered.staged.get(s, ()))}
         rendered.commit(set(services) | (set(SERVICES) - running))
+        for service in unchanged:
+            del containers[service]
+        services = tuple(s for s in services if s not in unchanged)
         for service, container in containers.items():
             if service in NGINX_SERVICES:
                 rc, out = container.exec_run(["nginx", "-s", "reload", "-c", NGINX_CONF])

@@ -57,6 +57,11 @@ def cdn_ip(settings) -> str:
     return _host(settings.internet_subnet, CDN.internet_host)
 
 
+def who(settings) -> dict:
+    """address -> what answers there: the load balancers an alias can lead to, and the sorry site."""
+    return {settings.lb_ips(lb)[0]: lb for lb in ALIAS_TARGETS} | {cdn_ip(settings): CDN.name}
+
+
 def health_interval(settings) -> int:
     """PowerDNS's health-check interval, whole seconds: LAB_CHECK_INTER rounded up."""
     return max(1, math.ceil(settings.check_inter_seconds))
@@ -107,6 +112,7 @@ def compose_context(settings, host_port) -> dict:
     """What compose/compose.yaml.j2 needs of the DNS layer (``host_port``: setting -> published)."""
     internet_ip, vpc_ip = dns_ips(settings)
     return {"dns": {"internet_ip": internet_ip, "vpc_ip": vpc_ip, "host_port": host_port(DNS.port_setting),
+                    "api_dir": API_DIR,
                     "record": RECORD, "port": DNS.container_port},
             "cdn": {"ip": cdn_ip(settings), "host_port": host_port(CDN.port_setting), "port": CDN.container_port}}
 
@@ -121,6 +127,8 @@ def sorry_source(settings, service: str) -> str:
     # LAB_SORRY=dns: every checking load balancer fails open, as AWS's NLB and ALB do
     if service == PRIMARY:
         return f"DNS failover: {RECORD} -> the cdn sorry site; the NLB fails open"
+    if service in ALIAS_TARGETS:  # the primary before the cutover (`lab migrate`)
+        return f"none: it fails open; DNS fails over from it while {RECORD} is its alias (lab migrate)"
     return "none: it fails open, and no DNS record fails over from it"
 
 
@@ -140,14 +148,19 @@ def cdn_port(stack) -> int:
     return stack.compose.port(CDN.name, CDN.container_port)
 
 
-def resolve(port: int, name: str = RECORD, server: str = "127.0.0.1", timeout: float = 2.0) -> tuple[list, int]:
-    """One A query to the DNS server: (addresses, TTL). Raises StackError when it does not answer."""
-    query = dns.message.make_query(name, dns.rdatatype.A)
+def _ask(port: int, name: str, rdtype, server: str, timeout: float):
+    """One query to the DNS server. Raises StackError when it does not answer."""
+    query = dns.message.make_query(name, rdtype)
     try:
-        reply = dns.query.udp(query, server, port=port, timeout=timeout)
+        return dns.query.udp(query, server, port=port, timeout=timeout)
     except (dns.exception.DNSException, OSError) as exc:
         raise StackError(f"the DNS server at {server}:{port} does not answer {name} ({exc}): "
                          "is the stack up? (`lab status`)") from None
+
+
+def resolve(port: int, name: str = RECORD, server: str = "127.0.0.1", timeout: float = 2.0) -> tuple[list, int]:
+    """One A query to the DNS server: (addresses, TTL). Raises StackError when it does not answer."""
+    reply = _ask(port, name, dns.rdatatype.A, server, timeout)
     for rrset in reply.answer:
         if rrset.rdtype == dns.rdatatype.A:
             return sorted(r.address for r in rrset), rrset.ttl
@@ -156,11 +169,7 @@ def resolve(port: int, name: str = RECORD, server: str = "127.0.0.1", timeout: f
 
 def generation(port: int, server: str = "127.0.0.1") -> str:
     """The configuration generation the DNS server's zone carries (its TXT record)."""
-    query = dns.message.make_query(f"generation.{ZONE}", dns.rdatatype.TXT)
-    try:
-        reply = dns.query.udp(query, server, port=port, timeout=1)
-    except (dns.exception.DNSException, OSError) as exc:
-        raise StackError(f"the DNS server at {server}:{port} does not answer ({exc})") from None
+    reply = _ask(port, f"generation.{ZONE}", dns.rdatatype.TXT, server, 1)
     for rrset in reply.answer:
         for r in rrset:
             return b"".join(r.strings).decode()

@@ -236,6 +236,8 @@ SORRY_NLB = {"dns": "DNS failover: www.lab.test -> the cdn sorry site; the NLB f
              "lb": "in the LB: a backup server (the lab's shortcut)"}
 SORRY_FAIL_OPEN = {"dns": "none: it fails open, and no DNS record fails over from it",
                    "lb": "in the LB: a backup server (the lab's shortcut)"}
+SORRY_ALB = {"dns": "none: it fails open; DNS fails over from it while www.lab.test is its alias (lab migrate)",
+             "lb": "in the LB: a backup server (the lab's shortcut)"}
 
 
 def test_lab_compare_json(lab, lab_cli):
@@ -252,17 +254,17 @@ def test_lab_compare_json(lab, lab_cli):
         "client_cert_auth": "BROKEN: valid client refused (NONE)",
         "enforced_at": "nowhere: the backend nginx, TLS check never gets the certificate",
         "backend_sees_identity": "no", "backend_sees_client_ip": "X-Forwarded-For only (logged)",
-        "stickiness": "cookie AWSALB", "waf_can_inspect": "yes, at the LB (403)", "sorry_page": SORRY_FAIL_OPEN[mode]}
+        "stickiness": "cookie AWSALB", "waf_can_inspect": "yes, at the LB (403)", "sorry_page": SORRY_ALB[mode]}
     assert cells["alb-mtls-verify"] == {
         "client_cert_auth": "works", "enforced_at": "load balancer, TLS handshake",
         "backend_sees_identity": "yes, X-Amzn-Mtls-* headers (CN=alice)",
         "backend_sees_client_ip": "yes, X-Forwarded-For", "stickiness": "cookie AWSALB",
-        "waf_can_inspect": "yes, at the LB (403)", "sorry_page": SORRY_FAIL_OPEN[mode]}
+        "waf_can_inspect": "yes, at the LB (403)", "sorry_page": SORRY_ALB[mode]}
     assert cells["alb-mtls-passthrough"] == {
         "client_cert_auth": "works", "enforced_at": "backend verifier",
         "backend_sees_identity": "yes, chain header, verified by backend (CN=alice)",
         "backend_sees_client_ip": "yes, X-Forwarded-For", "stickiness": "cookie AWSALB",
-        "waf_can_inspect": "yes, at the LB (403)", "sorry_page": SORRY_FAIL_OPEN[mode]}
+        "waf_can_inspect": "yes, at the LB (403)", "sorry_page": SORRY_ALB[mode]}
     assert cells["nlb-tls-mtls"] == {
         "client_cert_auth": "works", "enforced_at": "load balancer, TLS handshake",
         "backend_sees_identity": "no: verified at the LB, not forwarded",

@@ -49,10 +49,16 @@ def test_the_api_moves_the_alias_and_the_client_follows_it(lab, api, dns_port, f
 
 def test_the_api_is_for_the_operator_only(lab, client_box):
     dns_internet, dns_vpc = route53.dns_ips(lab.settings)
-    # not from the internet side (the client container), on either of the DNS server's addresses
-    for ip in (dns_internet, dns_vpc):
-        rc, out = client_box.exec(["curl", "-sS", "--max-time", "2", f"http://{ip}:{route53.API_PORT}/"])
-        assert rc != 0, out
+    # not from the internet side (the client container), nor from the vpc (a backend)
+    rc, out = client_box.exec(["curl", "-sS", "--max-time", "2", f"http://{dns_internet}:{route53.API_PORT}/"])
+    assert rc != 0, out
+    web1 = compose_container(lab.dc, lab.settings.project, "web1")
+    rc, out = web1.exec_run(["curl", "-sS", "--max-time", "2", f"http://{dns_vpc}:{route53.API_PORT}/"])
+    assert rc != 0, out
+    # positive control: the same curl from web1 reaches a vpc service (the NLB's target health)
+    rc, out = web1.exec_run(["curl", "-s", "--max-time", "2", "-o", "/dev/null", "-w", "%{http_code}",
+                             f"http://{lab.settings.lb_ips('nlb')[1]}:{route53.TARGET_HEALTH_PORT}/target-health"])
+    assert out.decode() == "200"
     dns = compose_container(lab.dc, lab.settings.project, route53.DNS.name)
     # inside the DNS container: without the key the API refuses (401), with it (the operator's
     # `docker exec`) it answers; the key file is root's only
@@ -122,3 +128,31 @@ def test_the_drill_needs_the_before_listener(lab, lab_cli):
     proc = lab_cli("migrate", env={"LAB_DESIGNS": "nlb-tls-mtls"}, timeout=60)
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert "lab up --design alb-before" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_the_before_listener_believes_the_alb_only(lab, from_client):
+    s = lab.settings
+    # through the ALB: a client's own X-Forwarded-For is replaced by the ALB's
+    source = s.client_pool.users[6]
+    answer = request(from_client, None, path="/whoami", address=s.lb_ips("alb")[0], source=source,
+                     headers={"X-Forwarded-For": "192.0.2.66"}, timeout=3)
+    assert answer.ok and answer.json["listener"] == "before" and answer.json["client_ip"] == source
+    # straight to the backend from inside the vpc (another backend): refused
+    web2 = compose_container(lab.dc, s.project, "web2")
+    rc, out = web2.exec_run(["curl", "-sk", "--max-time", "3", "-o", "/dev/null", "-w", "%{http_code}",
+                             f"https://{s.backend_ip('web1')}:8449/whoami"])
+    assert out.decode() == "403"
+
+
+def test_a_reload_restarts_the_dns_server_only_for_a_new_zone(lab, api, dns_port):
+    s = lab.settings
+    api.set_alias("alb")
+    api.wait_answer(s.lb_ips("alb")[0], timeout=5)
+    lab.stack.reload(dc=lab.dc)  # nothing of the zone changed: no restart, the moved alias stays
+    assert api.alias() == "alb" and route53.resolve(dns_port)[0] == [s.lb_ips("alb")[0]]
+    # a new TTL: the rendered zone again, the alias the NLB (a restart may publish another port
+    # when the lab's ports are Docker's choice, as in the tests: ask again)
+    with lab.reloaded(("dns",), dns_ttl=7):
+        fresh = DnsApi(lab.stack, lab.dc)
+        assert fresh.alias() == "nlb" and route53.resolve(fresh.port) == ([s.lb_ips("nlb")[0]], 7)
+    assert route53.resolve(route53.host_port(lab.stack))[1] == s.dns_ttl
