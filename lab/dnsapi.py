@@ -10,13 +10,11 @@ again from the rendered zone, where the alias is the NLB.
 from __future__ import annotations
 
 import json
-import time
 
 from . import route53
 from .containers import compose_container
 from .designs import DNS
-from .errors import NotReached, StackError
-from .wait import wait_for
+from .errors import StackError
 
 ZONE_URL = (f"http://127.0.0.1:{route53.API_PORT}/api/v1/servers/localhost/zones/"
             f"{route53.ZONE}.")
@@ -75,12 +73,4 @@ class DnsApi:
 
     def wait_answer(self, address: str, timeout: float = 15.0) -> float:
         """Wait until the DNS server answers www.lab.test with ``address``; the seconds it took."""
-        started = time.monotonic()
-        try:
-            wait_for(lambda: route53.resolve(self.port, timeout=1)[0] == [address], timeout, interval=0.1,
-                     what=f"the DNS server answering {address} for {route53.RECORD}")
-        except NotReached:
-            raise StackError(f"the DNS server still answers {route53.resolve(self.port)[0]} for "
-                             f"{route53.RECORD}, not {address}: its health checks may see that load "
-                             "balancer's targets down (`lab status`)") from None
-        return round(time.monotonic() - started, 2)
+        return route53.wait_answer(self.port, address, timeout)

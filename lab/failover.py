@@ -44,22 +44,15 @@ def bounds(settings) -> dict:
             "failback_fresh": up + dns, "failback_cached": up + dns + ttl, "ttl": ttl}
 
 
-class CachedClient:
+class CachedClient(route53.CachedAnswer):
     """A client that keeps the DNS answer for its TTL (a caching resolver's behaviour)."""
 
     def __init__(self, via: Container, dns_port: int):
-        self.via, self.dns_port = via, dns_port
-        self.address, self.expires, self.resolved_at = "", 0.0, 0.0
-
-    def resolve(self) -> None:
-        answer, ttl = route53.resolve(self.dns_port)
-        self.address, self.resolved_at = (answer or [""])[0], time.monotonic()
-        self.expires = self.resolved_at + ttl
+        super().__init__(dns_port)
+        self.via = via
 
     def get(self):
-        if time.monotonic() >= self.expires:
-            self.resolve()
-        return request(self.via, "alice", path="/whoami", address=self.address, timeout=PROBE_TIMEOUT_S)
+        return request(self.via, "alice", path="/whoami", address=self.current(), timeout=PROBE_TIMEOUT_S)
 
 
 def _kind(answer) -> str:

@@ -80,22 +80,19 @@ class DrillClient:
 
     def __init__(self, name: str, cert: str | None, source: str, via: Container, fronts: dict, dns_port: int):
         self.name, self.cert, self.source, self.via = name, cert, source, via
-        self.fronts, self.dns_port = fronts, dns_port   # address -> front
-        self.address, self.expires, self.cookie = "", 0.0, None
+        self.fronts = fronts   # address -> front
+        self.dns, self.cookie = route53.CachedAnswer(dns_port), None
 
     def probe(self, started: float) -> Probe:
-        now = time.monotonic()
-        if now >= self.expires:
-            answer, ttl = route53.resolve(self.dns_port)
-            self.address, self.expires = (answer or [""])[0], now + ttl
+        address = self.dns.current()
         t = round(time.monotonic() - started, 2)
-        if not self.address:  # no answer to follow: nothing is sent
+        if not address:  # no answer to follow: nothing is sent
             return Probe(self.name, t, "", "error", detail=f"no DNS answer for {route53.RECORD}")
-        answer = request(self.via, self.cert, path="/whoami", address=self.address, source=self.source,
+        answer = request(self.via, self.cert, path="/whoami", address=address, source=self.source,
                          cookie=self.cookie, timeout=PROBE_TIMEOUT_S)
         if answer.set_cookie.startswith("AWSALB="):
             self.cookie = answer.set_cookie.split(";", 1)[0]
-        return Probe(self.name, t, self.fronts.get(self.address, self.address), classify(answer),
+        return Probe(self.name, t, self.fronts.get(address, address), classify(answer),
                      answer.status, answer.backend, answer.json.get("client_subject", ""),
                      "" if answer.status else (answer.error or f"curl exit {answer.curl_exit}")[-120:])
 

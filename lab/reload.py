@@ -202,9 +202,8 @@ def _wait_generation(stack, service: str, container, wanted: str, streak: int = 
 def _settle_dns(stack) -> None:
     """A restarted DNS server's first answers are its health checker's guess: wait for one
     round of its checks (the answer the primary while its targets serve, as they usually do)."""
-    port, primary = route53.host_port(stack), stack.settings.lb_ips(route53.PRIMARY)[0]
     try:
-        wait_for(lambda: route53.resolve(port, timeout=1)[0] == [primary],
-                 2 * route53.health_interval(stack.settings) + 2, interval=0.2)
-    except NotReached:
+        route53.wait_answer(route53.host_port(stack), stack.settings.lb_ips(route53.PRIMARY)[0],
+                            2 * route53.health_interval(stack.settings) + 2)
+    except StackError:
         pass  # the targets are down (a fault): the sorry site is then the right answer

@@ -17,6 +17,7 @@ nginx/cdn/nginx.conf. Queries from this machine go to the published UDP port (LA
 from __future__ import annotations
 
 import math
+import time
 
 import dns.exception
 import dns.message
@@ -24,7 +25,8 @@ import dns.query
 import dns.rdatatype
 
 from .designs import CDN, DNS, LOAD_BALANCERS
-from .errors import StackError
+from .errors import NotReached, StackError
+from .wait import wait_for
 
 ZONE = "lab.test"
 RECORD = "www.lab.test"
@@ -165,6 +167,42 @@ def resolve(port: int, name: str = RECORD, server: str = "127.0.0.1", timeout: f
         if rrset.rdtype == dns.rdatatype.A:
             return sorted(r.address for r in rrset), rrset.ttl
     return [], 0
+
+
+class CachedAnswer:
+    """www.lab.test's answer kept for its TTL, as a caching resolver keeps it (Docker's own
+    resolver keeps nothing): resolved again once the TTL has run out."""
+
+    def __init__(self, port: int):
+        self.port = port
+        self.address, self.resolved_at, self.expires = "", 0.0, 0.0
+
+    def resolve(self) -> None:
+        answer, ttl = resolve(self.port)
+        self.address, self.resolved_at = (answer or [""])[0], time.monotonic()
+        self.expires = self.resolved_at + ttl
+
+    def current(self) -> str:
+        """The address to connect to now ("" when the DNS server gave none)."""
+        if time.monotonic() >= self.expires:
+            self.resolve()
+        return self.address
+
+
+def wait_answer(port: int, address: str, timeout: float) -> float:
+    """Wait until the DNS server answers www.lab.test with ``address``; the seconds it took.
+
+    Raises:
+        StackError: naming what it answers instead.
+    """
+    started = time.monotonic()
+    try:
+        wait_for(lambda: resolve(port, timeout=1)[0] == [address], timeout, interval=0.1,
+                 what=f"the DNS server answering {address} for {RECORD}")
+    except NotReached:
+        raise StackError(f"the DNS server still answers {resolve(port)[0]} for {RECORD}, not {address}: "
+                         "its health checks may see that load balancer's targets down (`lab status`)") from None
+    return round(time.monotonic() - started, 2)
 
 
 def generation(port: int, server: str = "127.0.0.1") -> str:
