@@ -29,7 +29,7 @@ import secrets
 import pytest
 import requests
 
-from . import containers, designs, docker_env
+from . import containers, designs, docker_env, readiness
 from .client import Container, from_url, request_many
 from .credentials import Credentials
 from .runtime_api import RuntimeAPI
@@ -81,14 +81,20 @@ class RunningLab:
         return self.stack.runtime_api()
 
     @contextlib.contextmanager
-    def reloaded(self, services, **changes):
-        """The running lab with ``services`` reloaded on settings with ``changes``; the
-        defaults back afterwards, whatever the test did."""
-        Stack(self.settings.with_(**changes)).reload(dc=self.dc, services=services)
+    def reloaded(self, services, *, ready: bool = False, **changes):
+        """The running lab with ``services`` reloaded on settings with ``changes`` (yields that
+        Stack); the defaults back afterwards, whatever the test did. ``ready``: wait, after each
+        reload, until every service serves (lab/readiness.py)."""
+        changed = Stack(self.settings.with_(**changes))
+        changed.reload(dc=self.dc, services=services)
         try:
-            yield
+            if ready:
+                readiness.wait(changed, self.dc, timeout=30)
+            yield changed
         finally:
             self.stack.reload(dc=self.dc, services=services)
+            if ready:
+                readiness.wait(self.stack, self.dc, timeout=30)
 
 
 class _FromIP:

@@ -18,11 +18,10 @@ import contextlib
 
 import pytest
 
-from lab import compare, readiness
+from lab import compare
 from lab.dashboard.collect import parse_stat
 from lab.designs import BACKEND_LISTENERS, BACKENDS
 from lab.fault import Faults
-from lab.stack import Stack
 from lab.wait import wait_for
 
 DESIGNS = ("alb", "alb-mtls-verify", "alb-mtls-passthrough", "alb-before")
@@ -34,25 +33,19 @@ STATS = ("stot", "econ")     # sessions, and requests that failed to connect (HA
 
 
 @contextlib.contextmanager
-def alb_in(lab, docker_client, mode: str):
+def alb_in(lab, mode: str):
     """The running lab with the ALB in LAB_SORRY=``mode`` (reloaded unless it is the session's)."""
     if lab.settings.sorry == mode:
         yield lab.stack
         return
-    changed = Stack(lab.settings.with_(sorry=mode, sorry_auto=False))
-    changed.reload(dc=docker_client, services=("alb",))
-    try:
-        readiness.wait(changed, docker_client, timeout=30)
+    with lab.reloaded(("alb",), ready=True, sorry=mode, sorry_auto=False) as changed:
         yield changed
-    finally:
-        lab.stack.reload(dc=docker_client, services=("alb",))
-        readiness.wait(lab.stack, docker_client, timeout=30)
 
 
 @pytest.fixture(scope="module", params=["dns", "lb"], ids=["sorry-dns", "sorry-lb"])
 def alb(request, lab, docker_client):
     """The stack with the ALB in each mode in turn (pytest runs every test of a mode together)."""
-    with alb_in(lab, docker_client, request.param) as stack:
+    with alb_in(lab, request.param) as stack:
         yield stack
 
 

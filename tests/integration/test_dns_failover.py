@@ -152,14 +152,8 @@ def test_the_secondary_has_no_health_check_as_route53s_alias_to_cloudfront(lab, 
 @contextlib.contextmanager
 def sorry_in_the_lb(lab, docker_client):
     """The block with LAB_SORRY=lb on the NLB (reloaded), then back to the session's mode."""
-    changed = Stack(lab.settings.with_(sorry="lb", sorry_auto=False))
-    changed.reload(dc=docker_client, services=("nlb",))
-    try:
-        readiness.wait(changed, docker_client, timeout=30)
+    with lab.reloaded(("nlb",), ready=True, sorry="lb", sorry_auto=False) as changed:
         yield changed
-    finally:
-        lab.stack.reload(dc=docker_client, services=("nlb",))
-        readiness.wait(lab.stack, docker_client, timeout=30)
 
 
 def test_with_sorry_lb_the_load_balancer_answers_and_dns_never_moves(lab, docker_client):
